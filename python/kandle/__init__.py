@@ -1,0 +1,24 @@
+"""kandle: Keras-style deep learning, implemented in Rust on candle.
+
+Submodules mirror Keras's module paths (``kandle.layers``, ``kandle.models``, ...) and are imported on
+first use, so ``import kandle`` stays cheap.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "activations", "applications", "backend", "callbacks", "datasets", "initializers", "layers",
+    "losses", "metrics", "models", "optimizers", "preprocessing", "utils",
+}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,1 @@
+//! kandle: Keras-style models on candle.
