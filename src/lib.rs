@@ -1,1 +1,20 @@
-//! kandle: Keras-style models on candle.
+//! kandle: Keras-style models on candle. The core is a plain Rust library; only `py` (behind the
+//! `python` feature) knows about Python.
+
+pub mod error;
+pub mod ops;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub mod activations;
+pub mod initializers;
+pub mod layers;
+pub mod losses;
+pub mod metrics;
+pub mod optimizers;
+pub mod data;
+pub mod model;
+pub mod training;
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,151 @@
+"""The Python face of a layer: Keras's constructor arguments, names and weight accessors.
+
+A layer's config is checked by the Rust core at construction (so ``Dense(0)`` fails at once), and its
+weights live in the Rust model it was added to; this class only keeps the config and that link.
+"""
+
+import json
+
+import numpy as np
+
+from kandle import _kandle, backend
+
+
+def _identifier(value, kind):
+    """Accepts a Keras name, a kandle function/object with a name, or a serialized config."""
+    if value is None or isinstance(value, (str, dict)):
+        return value
+    if hasattr(value, "get_config") and hasattr(value, "_keras_class_name"):
+        return {"class_name": value._keras_class_name, "config": value.get_config()}
+    name = getattr(value, "__name__", None)
+    if isinstance(name, str):
+        return name
+    raise TypeError(f"Could not interpret {kind} identifier: {value!r}")
+
+
+def _unsupported(layer, **args):
+    for key, value in args.items():
+        if value is not None:
+            raise ValueError(f"{layer}: `{key}` is not supported by kandle yet (got {value!r})")
+
+
+class Layer:
+    """Base class; subclasses set ``_class_name`` and pass their Keras arguments to ``__init__``."""
+
+    _class_name = None
+
+    def __init__(self, name=None, input_shape=None, batch_input_shape=None, input_dim=None,
+                 trainable=True, dtype=None, **config):
+        if dtype not in (None, "float32"):
+            raise ValueError(f"{self._class_name}: only dtype='float32' is supported, got {dtype!r}")
+        if trainable is not True:
+            raise ValueError(f"{self._class_name}: freezing layers (trainable=False) is not supported yet")
+        self.name = name or backend.unique_name(backend.snake_case(self._class_name))
+        config["name"] = self.name
+        self._config = json.loads(_kandle.validate_layer(self._class_name, json.dumps(config)))
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        self._input_shape_arg = None if input_shape is None else _shape(input_shape, self._class_name)
+        self._model = None
+        self._index = None
+
+    # -- link to the compiled model ---------------------------------------------------------
+    def _attach(self, core, index):
+        self._model, self._index = core, index
+
+    @property
+    def built(self):
+        return self._model is not None
+
+    def _info(self):
+        if self._model is None:
+            raise ValueError(
+                f"Layer \"{self.name}\" is not built yet: add it to a model with a known input shape "
+                "(input_shape=... on the first layer, or call the model on data)."
+            )
+        return self._model.layer_info(self._index)
+
+    # -- Keras API ------------------------------------------------------------------------------
+    @property
+    def trainable(self):
+        return True
+
+    @property
+    def input_shape(self):
+        return (None, *self._info()[2])
+
+    @property
+    def output_shape(self):
+        return (None, *self._info()[3])
+
+    def compute_output_shape(self, input_shape):
+        return self.output_shape if self.built else None
+
+    def count_params(self):
+        if self._model is None:
+            raise ValueError(
+                f"You tried to call `count_params` on layer \"{self.name}\", but the layer isn't built. "
+                "You can build it manually via: `layer.build(batch_input_shape)`."
+            )
+        return self._info()[4]
+
+    def get_weights(self):
+        return [] if self._model is None else self._model.layer_get_weights(self._index)
+
+    def set_weights(self, weights):
+        current = self.get_weights()
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer \"{self.name}\" with a weight list of length "
+                f"{len(weights)}, but the layer was expecting {len(current)} weights."
+            )
+        arrays = [_float32(w, f"{self.name} weight {i}") for i, w in enumerate(weights)]
+        for i, (new, old) in enumerate(zip(arrays, current)):
+            if new.shape != old.shape:
+                raise ValueError(
+                    f"Layer \"{self.name}\" weight shape {old.shape} is not compatible with provided weight "
+                    f"shape {new.shape} (weight {i})."
+                )
+        if arrays:
+            self._model.layer_set_weights(self._index, arrays)
+
+    @property
+    def weights(self):
+        return self.get_weights()
+
+    trainable_weights = weights
+
+    def get_config(self):
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("trainable", "data_format", "dilation_rate", "noise_shape"):
+            config.pop(key, None)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{self._class_name} name={self.name}, built={self.built}>"
+
+
+def _shape(shape, who):
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: input shape must be a tuple of positive integers, got {shape!r}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError(f"{who}: input shape must be a tuple of positive integers, got {shape!r}")
+    return shape
+
+
+def _float32(w, what):
+    a = np.asarray(w)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: expected an array of numbers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)

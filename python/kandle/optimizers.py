@@ -1,0 +1,126 @@
+"""``kandle.optimizers``: Keras optimizers (defaults and update rules of Keras 3, computed in Rust).
+
+An optimizer object holds its config until ``compile``; afterwards ``learning_rate`` reads and writes
+the live value in the model, so callbacks such as ReduceLROnPlateau take effect at once.
+"""
+
+import json
+
+from kandle import _kandle
+
+
+class Optimizer:
+    _keras_class_name = None
+
+    def __init__(self, learning_rate, name=None, lr=None, decay=0.0, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, weight_decay=None, **kwargs):
+        if lr is not None:  # the 2018 spelling
+            learning_rate = lr
+        for key, value in (("decay", decay or None), ("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                           ("global_clipnorm", global_clipnorm), ("weight_decay", weight_decay)):
+            if value is not None:
+                raise ValueError(f"{self._keras_class_name}: `{key}` is not supported by kandle yet (got {value!r})")
+        unknown = set(kwargs) - {"use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                                 "gradient_accumulation_steps"}
+        if unknown:
+            raise TypeError(f"{self._keras_class_name}: unexpected keyword argument(s): {sorted(unknown)}")
+        self._extra["learning_rate"] = learning_rate
+        full = json.loads(_kandle.validate_optimizer(json.dumps(
+            {"class_name": self._keras_class_name, "config": self._extra})))
+        self._config = full["config"]
+        self._config["name"] = name or self._keras_class_name
+        self._core = None
+
+    def _bind(self, core):
+        self._core = core
+
+    @property
+    def learning_rate(self):
+        if self._core is not None and self._core.learning_rate is not None:
+            return self._core.learning_rate
+        return self._config["learning_rate"]
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        value = float(value)
+        if self._core is not None:
+            self._core.learning_rate = value
+        self._config["learning_rate"] = value
+
+    lr = learning_rate
+
+    @property
+    def iterations(self):
+        return 0 if self._core is None else self._core.iterations
+
+    def get_config(self):
+        config = dict(self._config)
+        config["learning_rate"] = self.learning_rate
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _serialize(self):
+        return {"class_name": self._keras_class_name, "config": self.get_config()}
+
+    def __repr__(self):
+        return f"<{self._keras_class_name} learning_rate={self.learning_rate}>"
+
+
+class SGD(Optimizer):
+    _keras_class_name = "SGD"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        self._extra = {"momentum": momentum, "nesterov": bool(nesterov)}
+        super().__init__(learning_rate, **kwargs)
+
+
+class Adam(Optimizer):
+    _keras_class_name = "Adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        if amsgrad:
+            raise ValueError("Adam: amsgrad=True is not supported by kandle yet")
+        self._extra = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": 1e-7 if epsilon is None else epsilon}
+        super().__init__(learning_rate, **kwargs)
+
+
+class RMSprop(Optimizer):
+    _keras_class_name = "RMSprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        self._extra = {"rho": rho, "momentum": momentum, "epsilon": 1e-7 if epsilon is None else epsilon,
+                       "centered": bool(centered)}
+        super().__init__(learning_rate, **kwargs)
+
+
+class Adagrad(Optimizer):
+    _keras_class_name = "Adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        self._extra = {"initial_accumulator_value": initial_accumulator_value,
+                       "epsilon": 1e-7 if epsilon is None else epsilon}
+        super().__init__(learning_rate, **kwargs)
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+
+def get(identifier):
+    """An optimizer from a name ('sgd'), a config dict, or an optimizer (returned as is)."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"Could not interpret optimizer identifier: '{identifier}'. "
+                             f"Known: {', '.join(_BY_NAME)}")
+        return cls()
+    if isinstance(identifier, dict):
+        cls = _BY_NAME.get(str(identifier.get("class_name", "")).lower())
+        if cls is None:
+            raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
+        return cls.from_config(identifier.get("config", {}))
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")

@@ -1,0 +1,28 @@
+"""``kandle.utils``: Keras's utilities (``to_categorical``, ``set_random_seed``, ``get_file``, ...)."""
+
+from kandle.utils.data_utils import get_file
+from kandle.utils.layer_utils import print_summary
+from kandle.utils.np_utils import normalize, to_categorical
+
+
+def set_random_seed(seed):
+    """Seeds Python's, NumPy's and kandle's generators (initialisation, shuffling, dropout)."""
+    import random
+
+    import numpy as np
+
+    from kandle import _kandle
+
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Expected `seed` to be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    _kandle.set_random_seed(seed)
+
+
+def plot_model(model, to_file="model.png", show_shapes=False, show_layer_names=True, rankdir="TB", dpi=96,
+               **kwargs):
+    from kandle.utils.vis_utils import plot_model as _plot
+
+    return _plot(model, to_file=to_file, show_shapes=show_shapes, show_layer_names=show_layer_names,
+                 rankdir=rankdir, dpi=dpi, **kwargs)

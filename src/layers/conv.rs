@@ -1,0 +1,129 @@
+//! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
+
+use super::{incompatible, new_var, param, Cfg, Layer};
+use crate::activations::Activation;
+use crate::error::keras_shape;
+use crate::initializers::Initializer;
+use crate::ops::{im2col::im2col, Window};
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, Var};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+pub struct Conv2dConfig {
+    pub filters: usize,
+    pub kernel_size: (usize, usize),
+    pub strides: (usize, usize),
+    pub same: bool,
+    pub activation: Activation,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+impl Conv2dConfig {
+    pub fn parse(cfg: &Cfg) -> Result<Self> {
+        cfg.channels_last()?;
+        if let Some(d) = cfg.pair("dilation_rate")? {
+            if d != (1, 1) {
+                return crate::value_err!("Conv2D: dilation_rate other than 1 is not supported yet, got {d:?}");
+            }
+        }
+        Ok(Conv2dConfig {
+            filters: cfg.positive("filters")?,
+            kernel_size: cfg.required_pair("kernel_size")?,
+            strides: cfg.pair("strides")?.unwrap_or((1, 1)),
+            same: cfg.padding()?,
+            activation: cfg.activation()?,
+            use_bias: cfg.boolean("use_bias", true)?,
+            kernel_initializer: cfg.initializer("kernel_initializer", "glorot_uniform")?,
+            bias_initializer: cfg.initializer("bias_initializer", "zeros")?,
+        })
+    }
+
+    pub fn to_json(&self, name: &str) -> Value {
+        json!({
+            "name": name, "trainable": true, "filters": self.filters,
+            "kernel_size": [self.kernel_size.0, self.kernel_size.1],
+            "strides": [self.strides.0, self.strides.1],
+            "padding": if self.same { "same" } else { "valid" }, "data_format": "channels_last",
+            "dilation_rate": [1, 1], "activation": self.activation.name(), "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer.to_json(),
+            "bias_initializer": self.bias_initializer.to_json(),
+        })
+    }
+}
+
+pub struct Conv2D {
+    cfg: Conv2dConfig,
+    name: String,
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    win: Window,
+    kernel: Var,
+    bias: Option<Var>,
+}
+
+impl Conv2D {
+    pub fn new(cfg: Conv2dConfig, name: String, input_shape: &[usize], dtype: DType) -> Result<Self> {
+        let &[h, w, c] = input_shape else {
+            return Err(incompatible(&name, "ndim=4 (batch, rows, cols, channels)", input_shape));
+        };
+        let win = Window::new((h, w), cfg.kernel_size, cfg.strides, cfg.same).ok_or_else(|| {
+            Error::Value(format!(
+                "Layer \"{name}\" (Conv2D): kernel_size {:?} is larger than its input {} with padding='valid'; \
+                 the output would be empty",
+                cfg.kernel_size,
+                keras_shape(input_shape)
+            ))
+        })?;
+        if c == 0 {
+            return Err(incompatible(&name, "at least one channel", input_shape));
+        }
+        let (kh, kw) = cfg.kernel_size;
+        let f = cfg.filters;
+        let kernel_data = cfg.kernel_initializer.sample(kh * kw * c * f, kh * kw * c, kh * kw * f);
+        let kernel = new_var(kernel_data, &[kh, kw, c, f], dtype)?;
+        let bias = match cfg.use_bias {
+            true => Some(new_var(cfg.bias_initializer.sample(f, kh * kw * c, kh * kw * f), &[f], dtype)?),
+            false => None,
+        };
+        let output_shape = vec![win.out_h, win.out_w, f];
+        Ok(Conv2D { cfg, name, input_shape: input_shape.to_vec(), output_shape, win, kernel, bias })
+    }
+}
+
+impl Layer for Conv2D {
+    fn class_name(&self) -> &'static str {
+        "Conv2D"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+    fn activation(&self) -> Activation {
+        self.cfg.activation
+    }
+    fn weights(&self) -> Vec<&Var> {
+        std::iter::once(&self.kernel).chain(self.bias.as_ref()).collect()
+    }
+    fn config(&self) -> Value {
+        self.cfg.to_json(&self.name)
+    }
+
+    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let k = self.kernel.dims().iter().take(3).product::<usize>();
+        let cols = im2col(x, self.win)?;
+        let mut y = cols.matmul(&param(&self.kernel, train).reshape((k, self.cfg.filters))?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&param(b, train))?;
+        }
+        Ok(y.reshape((n, self.win.out_h, self.win.out_w, self.cfg.filters))?)
+    }
+}

@@ -1,0 +1,155 @@
+//! Dense and Activation: the layers of a plain dense network.
+
+use super::{incompatible, new_var, param, Cfg, Layer};
+use crate::activations::Activation;
+use crate::initializers::Initializer;
+use crate::Result;
+use candle_core::{DType, Tensor, Var};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+pub struct DenseConfig {
+    pub units: usize,
+    pub activation: Activation,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+}
+
+impl DenseConfig {
+    pub fn parse(cfg: &Cfg) -> Result<Self> {
+        Ok(DenseConfig {
+            units: cfg.positive("units")?,
+            activation: cfg.activation()?,
+            use_bias: cfg.boolean("use_bias", true)?,
+            kernel_initializer: cfg.initializer("kernel_initializer", "glorot_uniform")?,
+            bias_initializer: cfg.initializer("bias_initializer", "zeros")?,
+        })
+    }
+
+    pub fn to_json(&self, name: &str) -> Value {
+        json!({
+            "name": name, "trainable": true, "units": self.units, "activation": self.activation.name(),
+            "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer.to_json(),
+            "bias_initializer": self.bias_initializer.to_json(),
+        })
+    }
+}
+
+/// `y = activation(x @ kernel + bias)` on the last axis; kernel `(in, units)` as in Keras.
+pub struct Dense {
+    cfg: DenseConfig,
+    name: String,
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    kernel: Var,
+    bias: Option<Var>,
+}
+
+impl Dense {
+    pub fn new(cfg: DenseConfig, name: String, input_shape: &[usize], dtype: DType) -> Result<Self> {
+        let Some(&fan_in) = input_shape.last() else {
+            return Err(incompatible(&name, "min_ndim=2", input_shape));
+        };
+        if fan_in == 0 {
+            return Err(incompatible(&name, "a non-empty last axis", input_shape));
+        }
+        let units = cfg.units;
+        let kernel = new_var(cfg.kernel_initializer.sample(fan_in * units, fan_in, units), &[fan_in, units], dtype)?;
+        let bias = match cfg.use_bias {
+            true => Some(new_var(cfg.bias_initializer.sample(units, fan_in, units), &[units], dtype)?),
+            false => None,
+        };
+        let mut output_shape = input_shape.to_vec();
+        *output_shape.last_mut().unwrap() = units;
+        Ok(Dense { cfg, name, input_shape: input_shape.to_vec(), output_shape, kernel, bias })
+    }
+}
+
+impl Layer for Dense {
+    fn class_name(&self) -> &'static str {
+        "Dense"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+    fn activation(&self) -> Activation {
+        self.cfg.activation
+    }
+    fn weights(&self) -> Vec<&Var> {
+        std::iter::once(&self.kernel).chain(self.bias.as_ref()).collect()
+    }
+    fn config(&self) -> Value {
+        self.cfg.to_json(&self.name)
+    }
+
+    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
+        let mut y = flat.matmul(&param(&self.kernel, train))?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&param(b, train))?;
+        }
+        let mut out = dims;
+        *out.last_mut().unwrap() = self.cfg.units;
+        Ok(y.reshape(out)?)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ActivationConfig {
+    pub activation: Activation,
+}
+
+impl ActivationConfig {
+    pub fn parse(cfg: &Cfg) -> Result<Self> {
+        Ok(ActivationConfig { activation: cfg.activation()? })
+    }
+    pub fn to_json(&self, name: &str) -> Value {
+        json!({"name": name, "trainable": true, "activation": self.activation.name()})
+    }
+}
+
+/// `Activation('relu')`: an activation as a layer of its own.
+pub struct ActivationLayer {
+    cfg: ActivationConfig,
+    name: String,
+    shape: Vec<usize>,
+}
+
+impl ActivationLayer {
+    pub fn new(cfg: ActivationConfig, name: String, input_shape: &[usize]) -> Self {
+        ActivationLayer { cfg, name, shape: input_shape.to_vec() }
+    }
+}
+
+impl Layer for ActivationLayer {
+    fn class_name(&self) -> &'static str {
+        "Activation"
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn input_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn activation(&self) -> Activation {
+        self.cfg.activation
+    }
+    fn config(&self) -> Value {
+        self.cfg.to_json(&self.name)
+    }
+    fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+}

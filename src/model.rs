@@ -1,0 +1,248 @@
+//! `Sequential`: a stack of layers, its compile configuration, and the one training step
+//! (forward -> loss -> backward -> optimizer step -> metrics).
+
+use crate::activations::Activation;
+use crate::error::keras_shape;
+use crate::layers::{self, Layer};
+use crate::losses::Loss;
+use crate::metrics::Metric;
+use crate::optimizers::Optimizer;
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, Var};
+use serde_json::Value;
+
+/// What `compile` sets.
+pub struct Compiled {
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub optimizer: Optimizer,
+}
+
+pub struct Sequential {
+    pub name: String,
+    input_shape: Vec<usize>,
+    layers: Vec<Box<dyn Layer>>,
+    compiled: Option<Compiled>,
+    dtype: DType,
+}
+
+/// Per-batch sums: the loss first, then each metric, in `metrics_names` order.
+pub type StepSums = Vec<f64>;
+
+impl Sequential {
+    pub fn new(name: &str, input_shape: &[usize]) -> Result<Self> {
+        if input_shape.is_empty() || input_shape.contains(&0) {
+            return Err(Error::Value(format!(
+                "Invalid input shape {}: every dimension must be a positive integer",
+                keras_shape(input_shape)
+            )));
+        }
+        Ok(Sequential { name: name.into(), input_shape: input_shape.to_vec(), layers: Vec::new(), compiled: None, dtype: DType::F32 })
+    }
+
+    /// Builds the layer on the current output shape; shape errors surface here, as in Keras.
+    pub fn add(&mut self, class_name: &str, config: &Value) -> Result<()> {
+        let layer = layers::build(class_name, config, self.output_shape(), self.dtype)?;
+        self.layers.push(layer);
+        Ok(())
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    pub fn layer(&self, i: usize) -> Result<&dyn Layer> {
+        self.layers.get(i).map(|l| l.as_ref()).ok_or_else(|| Error::Value(format!("no layer at index {i}")))
+    }
+
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    pub fn output_shape(&self) -> &[usize] {
+        self.layers.last().map(|l| l.output_shape()).unwrap_or(&self.input_shape)
+    }
+
+    pub fn weights(&self) -> Vec<&Var> {
+        self.layers.iter().flat_map(|l| l.weights()).collect()
+    }
+
+    pub fn count_params(&self) -> usize {
+        self.weights().iter().map(|w| w.elem_count()).sum()
+    }
+
+    pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[String]) -> Result<()> {
+        let metrics = metrics.iter().map(|m| Metric::resolve(m, loss)).collect::<Result<Vec<_>>>()?;
+        self.compiled = Some(Compiled { loss, metrics, optimizer });
+        Ok(())
+    }
+
+    pub fn compiled(&self) -> Option<&Compiled> {
+        self.compiled.as_ref()
+    }
+
+    pub fn compiled_mut(&mut self) -> Option<&mut Compiled> {
+        self.compiled.as_mut()
+    }
+
+    fn require_compiled(&self) -> Result<&Compiled> {
+        self.compiled.as_ref().ok_or_else(|| {
+            Error::Runtime("You must compile your model before training/testing. Use `model.compile(optimizer, loss)`.".into())
+        })
+    }
+
+    /// `['loss', 'acc', ...]`, the order of `evaluate`'s list and of the logs.
+    pub fn metrics_names(&self) -> Vec<String> {
+        let mut names = vec!["loss".to_string()];
+        if let Some(c) = &self.compiled {
+            names.extend(c.metrics.iter().map(|m| m.name.clone()));
+        }
+        names
+    }
+
+    /// Checks a batch's per-sample shape against the first layer's expectation.
+    pub fn check_input(&self, sample_shape: &[usize]) -> Result<()> {
+        if sample_shape == self.input_shape.as_slice() {
+            return Ok(());
+        }
+        let layer = self.layers.first().map(|l| l.name()).unwrap_or(&self.name);
+        Err(Error::Value(format!(
+            "Input 0 of layer \"{layer}\" is incompatible with the layer: expected shape={}, found shape={}",
+            keras_shape(&self.input_shape),
+            keras_shape(sample_shape)
+        )))
+    }
+
+    /// Checks targets against the model output (and the loss's expectations).
+    pub fn check_target(&self, sample_shape: &[usize]) -> Result<()> {
+        let compiled = self.require_compiled()?;
+        let out = self.output_shape();
+        let ok = if compiled.loss.sparse() {
+            sample_shape.is_empty() || sample_shape == [1]
+        } else {
+            sample_shape == out || (out == [1] && sample_shape.is_empty())
+        };
+        if ok {
+            return Ok(());
+        }
+        let expected = if compiled.loss.sparse() { "(None,) or (None, 1) class indices".to_string() } else { keras_shape(out) };
+        Err(Error::Value(format!(
+            "Target shape mismatch: the model's output is {} and loss '{}' expects targets of shape {expected}, \
+             but received targets of shape {}",
+            keras_shape(out),
+            compiled.loss.name(),
+            keras_shape(sample_shape)
+        )))
+    }
+
+    /// The final output, the final layer's pre-activation output, and its activation.
+    fn forward_full(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, Activation)> {
+        let Some((last, body)) = self.layers.split_last() else {
+            return Ok((x.clone(), x.clone(), Activation::Linear));
+        };
+        let mut h = x.clone();
+        for layer in body {
+            h = layer.forward(&h, train)?;
+        }
+        let pre = last.forward_pre(&h, train)?;
+        let act = last.activation();
+        Ok((act.apply(&pre)?, pre, act))
+    }
+
+    pub fn predict_batch(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_full(&x.to_dtype(self.dtype)?, false)?.0)
+    }
+
+    /// Targets as a tensor shaped like the output (or `(n,)` class indices), validated.
+    fn target(&self, y: &Tensor, n: usize) -> Result<Tensor> {
+        let compiled = self.require_compiled()?;
+        if compiled.loss.sparse() {
+            let classes = *self.output_shape().last().unwrap_or(&1);
+            let labels = y.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            if let Some(bad) = labels.iter().find(|l| !(l.fract() == 0.0 && **l >= 0.0 && (**l as usize) < classes)) {
+                return Err(Error::Value(format!(
+                    "Received a label value of {bad} which is outside the valid range of [0, {}) for \
+                     sparse_categorical_crossentropy",
+                    classes
+                )));
+            }
+            return Ok(y.flatten_all()?.to_dtype(self.dtype)?);
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(self.output_shape());
+        Ok(y.to_dtype(self.dtype)?.reshape(shape)?)
+    }
+
+    fn sums(&self, loss: &Tensor, y: &Tensor, out: &Tensor) -> Result<StepSums> {
+        let compiled = self.require_compiled()?;
+        let n = out.dim(0)? as f64;
+        let mut sums = vec![loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * n];
+        for m in &compiled.metrics {
+            sums.push(m.batch_sum(y, out, compiled.loss.sparse())?);
+        }
+        Ok(sums)
+    }
+
+    /// One optimisation step on one batch; returns the batch's loss/metric sums.
+    pub fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
+        let n = x.dim(0)?;
+        let y = self.target(y, n)?;
+        let loss_kind = self.require_compiled()?.loss;
+        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?, true)?;
+        let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
+        let grads = loss.backward()?;
+        let sums = self.sums(&loss, &y, &out.detach())?;
+        let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
+        let refs: Vec<&Var> = vars.iter().collect();
+        let compiled = self.compiled.as_mut().expect("checked above");
+        compiled.optimizer.step(&refs, &grads)?;
+        Ok(sums)
+    }
+
+    /// Loss and metrics on one batch, without training.
+    pub fn test_step(&self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
+        let n = x.dim(0)?;
+        let y = self.target(y, n)?;
+        let loss_kind = self.require_compiled()?.loss;
+        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?, false)?;
+        let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
+        self.sums(&loss, &y, &out)
+    }
+
+    /// A layer's weights as host data in Keras layouts.
+    pub fn layer_weights(&self, i: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>> {
+        self.layer(i)?
+            .weights()
+            .iter()
+            .map(|w| Ok((w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?, w.dims().to_vec())))
+            .collect()
+    }
+
+    /// Replaces a layer's weights; the count and every shape must match (checked before any write).
+    pub fn set_layer_weights(&mut self, i: usize, values: &[(Vec<f32>, Vec<usize>)]) -> Result<()> {
+        let layer = self.layer(i)?;
+        let vars = layer.weights();
+        if vars.len() != values.len() {
+            return Err(Error::Value(format!(
+                "Layer \"{}\" expects {} weight(s), but the weight list received has {}",
+                layer.name(),
+                vars.len(),
+                values.len()
+            )));
+        }
+        for (k, (v, (data, shape))) in vars.iter().zip(values).enumerate() {
+            if v.dims() != shape.as_slice() || data.len() != v.elem_count() {
+                return Err(Error::Value(format!(
+                    "Layer \"{}\" weight {k}: expected shape {:?}, received {:?}",
+                    layer.name(),
+                    v.dims(),
+                    shape
+                )));
+            }
+        }
+        for (v, (data, shape)) in vars.iter().zip(values) {
+            v.set(&Tensor::from_slice(data, shape.as_slice(), v.device())?.to_dtype(v.dtype())?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! Channels-last im2col and its adjoint col2im, so that Conv2D is one GEMM against the Keras kernel
+//! `(kh, kw, in, out)` viewed as `(kh*kw*in, out)`. Each op is the other's gradient.
+
+use super::{contiguous, unsupported, Elem, Window};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+/// `(n, h, w, c)` -> `(n*oh*ow, kh*kw*c)`, zeros where the window reads padding.
+#[derive(Clone, Copy, Debug)]
+pub struct Im2Col {
+    pub win: Window,
+    pub c: usize,
+}
+
+/// `(n*oh*ow, kh*kw*c)` -> `(n, h, w, c)`, summing every column entry back to the pixel it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Col2Im {
+    pub win: Window,
+    pub c: usize,
+}
+
+impl Im2Col {
+    fn run<T: Elem>(&self, x: &[T], n: usize) -> Vec<T> {
+        let Window { in_h, in_w, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w } = self.win;
+        let c = self.c;
+        let k = kh * kw * c;
+        let mut out = vec![T::zero(); n * out_h * out_w * k];
+        for b in 0..n {
+            let img = &x[b * in_h * in_w * c..(b + 1) * in_h * in_w * c];
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let row = &mut out[((b * out_h + oy) * out_w + ox) * k..][..k];
+                    for ky in 0..kh {
+                        let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
+                            let src = &img[(iy * in_w + ix) * c..][..c];
+                            row[(ky * kw + kx) * c..][..c].copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Col2Im {
+    fn run<T: Elem>(&self, cols: &[T], n: usize) -> Vec<T> {
+        let Window { in_h, in_w, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w } = self.win;
+        let c = self.c;
+        let k = kh * kw * c;
+        let mut out = vec![T::zero(); n * in_h * in_w * c];
+        for b in 0..n {
+            let img = &mut out[b * in_h * in_w * c..(b + 1) * in_h * in_w * c];
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let row = &cols[((b * out_h + oy) * out_w + ox) * k..][..k];
+                    for ky in 0..kh {
+                        let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
+                            let dst = &mut img[(iy * in_w + ix) * c..][..c];
+                            for (d, s) in dst.iter_mut().zip(&row[(ky * kw + kx) * c..][..c]) {
+                                *d = *d + *s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "kandle-im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = l.dims()[0];
+        let shape = Shape::from((n * self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c));
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s, l)?, n)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s, l)?, n)),
+            _ => return Err(unsupported(self.name(), s.dtype())),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Col2Im { win: self.win, c: self.c })?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "kandle-col2im"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = l.dims()[0] / (self.win.out_h * self.win.out_w);
+        let shape = Shape::from((n, self.win.in_h, self.win.in_w, self.c));
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s, l)?, n)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s, l)?, n)),
+            _ => return Err(unsupported(self.name(), s.dtype())),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Im2Col { win: self.win, c: self.c })?))
+    }
+}
+
+/// Unfolds an NHWC batch into GEMM rows (differentiable).
+pub fn im2col(x: &Tensor, win: Window) -> Result<Tensor> {
+    let c = x.dims()[3];
+    x.contiguous()?.apply_op1(Im2Col { win, c })
+}

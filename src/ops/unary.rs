@@ -1,0 +1,138 @@
+//! Element-wise activations as single candle ops whose gradients are TensorFlow's (ReLU has gradient
+//! 0 at exactly 0; ELU/SELU/sigmoid/tanh gradients are computed from the saved output), and a
+//! last-axis softmax with its backward pass.
+
+use super::{contiguous, unsupported, Elem};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
+
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
+/// The element-wise activations; `Linear` never reaches an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unary {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Elu,
+    Selu,
+    Softplus,
+}
+
+impl Unary {
+    #[inline]
+    fn f<T: Elem>(self, x: T) -> T {
+        let one = T::one();
+        let c = |v: f64| T::from(v).unwrap();
+        match self {
+            Unary::Relu => if x > T::zero() { x } else { T::zero() },
+            Unary::Sigmoid => {
+                // Never evaluates exp of a large positive number.
+                if x >= T::zero() { one / (one + (-x).exp()) } else { let e = x.exp(); e / (one + e) }
+            }
+            Unary::Tanh => x.tanh(),
+            Unary::Elu => if x > T::zero() { x } else { x.exp_m1() },
+            Unary::Selu => {
+                if x > T::zero() { c(SELU_SCALE) * x } else { c(SELU_SCALE * SELU_ALPHA) * x.exp_m1() }
+            }
+            Unary::Softplus => num_traits::Float::max(x, T::zero()) + (-x.abs()).exp().ln_1p(),
+        }
+    }
+
+    /// d f / d x from the input `x` and the output `y`, as TensorFlow's *Grad kernels compute it.
+    #[inline]
+    fn df<T: Elem>(self, x: T, y: T) -> T {
+        let one = T::one();
+        match self {
+            Unary::Relu => if x > T::zero() { one } else { T::zero() },
+            Unary::Sigmoid => y * (one - y),
+            Unary::Tanh => one - y * y,
+            Unary::Elu => if x > T::zero() { one } else { y + one },
+            Unary::Selu => {
+                let c = |v: f64| T::from(v).unwrap();
+                if x > T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) }
+            }
+            Unary::Softplus => Unary::Sigmoid.f(x),
+        }
+    }
+}
+
+impl CustomOp1 for Unary {
+    fn name(&self) -> &'static str {
+        "kandle-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(contiguous::<f32>(s, l)?.iter().map(|&x| self.f(x)).collect()),
+            CpuStorage::F64(_) => CpuStorage::F64(contiguous::<f64>(s, l)?.iter().map(|&x| self.f(x)).collect()),
+            _ => return Err(unsupported(self.name(), s.dtype())),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        Ok(Some(arg.apply_op3_no_bwd(res, &grad, &UnaryBackward(*self))?))
+    }
+}
+
+/// `grad * f'(x, y)`, element-wise.
+struct UnaryBackward(Unary);
+
+impl CustomOp3 for UnaryBackward {
+    fn name(&self) -> &'static str {
+        "kandle-activation-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Elem>(op: Unary, x: &[T], y: &[T], g: &[T]) -> Vec<T> {
+            x.iter().zip(y).zip(g).map(|((&x, &y), &g)| g * op.df(x, y)).collect()
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(run(
+                self.0,
+                contiguous::<f32>(s1, l1)?,
+                contiguous::<f32>(s2, l2)?,
+                contiguous::<f32>(s3, l3)?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(run(
+                self.0,
+                contiguous::<f64>(s1, l1)?,
+                contiguous::<f64>(s2, l2)?,
+                contiguous::<f64>(s3, l3)?,
+            )),
+            _ => return Err(unsupported(self.name(), s1.dtype())),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Applies an element-wise activation (differentiable).
+pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(op)
+}
+
+/// Softmax over the last axis, shifted by the row maximum; differentiable through candle's own ops
+/// (unlike `candle_nn::ops::softmax_last_dim`, whose gradient silently stops).
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// log(softmax(x)) over the last axis, computed without forming the softmax (stable for large logits).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+}

@@ -1,0 +1,200 @@
+//! Optimizers with Keras 3's defaults and update rules (keras/src/optimizers/*.py), applied to
+//! candle `Var`s in place.
+
+use crate::{Error, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    Sgd { momentum: f64, nesterov: bool },
+    Adam { beta_1: f64, beta_2: f64, epsilon: f64 },
+    RmsProp { rho: f64, momentum: f64, epsilon: f64, centered: bool },
+    Adagrad { initial_accumulator_value: f64, epsilon: f64 },
+}
+
+pub struct Optimizer {
+    pub rule: Rule,
+    pub learning_rate: f64,
+    /// Steps taken so far (Keras's `iterations`); Adam's bias correction uses it.
+    pub iterations: u64,
+    /// Per-variable state (momenta, moments, accumulators), created on the first step.
+    slots: Vec<Vec<Tensor>>,
+}
+
+impl Optimizer {
+    /// From `{"class_name": "Adam", "config": {...}}` or a bare name ('sgd', 'adam', ...).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let (name, cfg) = match v {
+            Value::String(s) => (s.as_str(), json!({})),
+            Value::Object(m) => (
+                m.get("class_name").and_then(Value::as_str).unwrap_or(""),
+                m.get("config").cloned().unwrap_or(json!({})),
+            ),
+            _ => return Err(Error::Value(format!("Could not interpret optimizer identifier: {v}"))),
+        };
+        let num = |key: &str, default: f64| -> Result<f64> {
+            match cfg.get(key).filter(|v| !v.is_null()) {
+                None => Ok(default),
+                Some(x) => match x.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(f),
+                    _ => Err(Error::Value(format!("{name}: `{key}` must be a non-negative number, got {x}"))),
+                },
+            }
+        };
+        let flag = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
+        let (rule, default_lr) = match name.to_lowercase().as_str() {
+            "sgd" => (Rule::Sgd { momentum: num("momentum", 0.0)?, nesterov: flag("nesterov") }, 0.01),
+            "adam" => (
+                Rule::Adam { beta_1: num("beta_1", 0.9)?, beta_2: num("beta_2", 0.999)?, epsilon: num("epsilon", 1e-7)? },
+                0.001,
+            ),
+            "rmsprop" => (
+                Rule::RmsProp {
+                    rho: num("rho", 0.9)?,
+                    momentum: num("momentum", 0.0)?,
+                    epsilon: num("epsilon", 1e-7)?,
+                    centered: flag("centered"),
+                },
+                0.001,
+            ),
+            "adagrad" => (
+                Rule::Adagrad {
+                    initial_accumulator_value: num("initial_accumulator_value", 0.1)?,
+                    epsilon: num("epsilon", 1e-7)?,
+                },
+                0.001,
+            ),
+            _ => {
+                return Err(Error::Value(format!(
+                    "Could not interpret optimizer identifier: '{name}'. Known: sgd, adam, rmsprop, adagrad"
+                )))
+            }
+        };
+        let learning_rate = num("learning_rate", default_lr)?;
+        Ok(Optimizer { rule, learning_rate, iterations: 0, slots: Vec::new() })
+    }
+
+    pub fn class_name(&self) -> &'static str {
+        match self.rule {
+            Rule::Sgd { .. } => "SGD",
+            Rule::Adam { .. } => "Adam",
+            Rule::RmsProp { .. } => "RMSprop",
+            Rule::Adagrad { .. } => "Adagrad",
+        }
+    }
+
+    /// Keras `get_config()` of the optimizer.
+    pub fn config(&self) -> Value {
+        let mut c = match &self.rule {
+            Rule::Sgd { momentum, nesterov } => json!({"momentum": momentum, "nesterov": nesterov}),
+            Rule::Adam { beta_1, beta_2, epsilon } => json!({"beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon}),
+            Rule::RmsProp { rho, momentum, epsilon, centered } => {
+                json!({"rho": rho, "momentum": momentum, "epsilon": epsilon, "centered": centered})
+            }
+            Rule::Adagrad { initial_accumulator_value, epsilon } => {
+                json!({"initial_accumulator_value": initial_accumulator_value, "epsilon": epsilon})
+            }
+        };
+        c["learning_rate"] = json!(self.learning_rate);
+        c["name"] = json!(self.class_name());
+        c
+    }
+
+    /// The state tensors per variable, for saving; restored with `set_slots`.
+    pub fn slots(&self) -> &[Vec<Tensor>] {
+        &self.slots
+    }
+
+    pub fn set_slots(&mut self, slots: Vec<Vec<Tensor>>, iterations: u64) {
+        self.slots = slots;
+        self.iterations = iterations;
+    }
+
+    fn init_slots(&mut self, vars: &[&Var]) -> Result<()> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        self.slots = vars
+            .iter()
+            .map(|v| -> Result<Vec<Tensor>> {
+                Ok(match &self.rule {
+                    Rule::Sgd { momentum, .. } if *momentum > 0.0 => vec![zeros(v)?],
+                    Rule::Sgd { .. } => vec![],
+                    Rule::Adam { .. } => vec![zeros(v)?, zeros(v)?],
+                    Rule::RmsProp { .. } => vec![zeros(v)?, zeros(v)?, zeros(v)?],
+                    Rule::Adagrad { initial_accumulator_value, .. } => {
+                        vec![v.as_tensor().ones_like()?.affine(*initial_accumulator_value, 0.0)?]
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// One update of every variable that has a gradient.
+    pub fn step(&mut self, vars: &[&Var], grads: &GradStore) -> Result<()> {
+        if self.slots.len() != vars.len() {
+            self.init_slots(vars)?;
+        }
+        let lr = self.learning_rate;
+        let t = (self.iterations + 1) as f64;
+        for (var, slots) in vars.iter().zip(self.slots.iter_mut()) {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let w = var.as_tensor();
+            let new_w = match self.rule {
+                Rule::Sgd { momentum, nesterov } => {
+                    if momentum > 0.0 {
+                        let m = slots[0].affine(momentum, 0.0)?.sub(&g.affine(lr, 0.0)?)?;
+                        let w_new = if nesterov {
+                            w.add(&m.affine(momentum, 0.0)?)?.sub(&g.affine(lr, 0.0)?)?
+                        } else {
+                            w.add(&m)?
+                        };
+                        slots[0] = m;
+                        w_new
+                    } else {
+                        w.sub(&g.affine(lr, 0.0)?)?
+                    }
+                }
+                Rule::Adam { beta_1, beta_2, epsilon } => {
+                    let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
+                    let m = slots[0].add(&g.sub(&slots[0])?.affine(1.0 - beta_1, 0.0)?)?;
+                    let v = slots[1].add(&g.sqr()?.sub(&slots[1])?.affine(1.0 - beta_2, 0.0)?)?;
+                    let w_new = w.sub(&m.affine(alpha, 0.0)?.div(&v.sqrt()?.affine(1.0, epsilon)?)?)?;
+                    slots[0] = m;
+                    slots[1] = v;
+                    w_new
+                }
+                Rule::RmsProp { rho, momentum, epsilon, centered } => {
+                    let vel = slots[0].affine(rho, 0.0)?.add(&g.sqr()?.affine(1.0 - rho, 0.0)?)?;
+                    let denom = if centered {
+                        let avg = slots[2].affine(rho, 0.0)?.add(&g.affine(1.0 - rho, 0.0)?)?;
+                        let d = vel.sub(&avg.sqr()?)?.affine(1.0, epsilon)?;
+                        slots[2] = avg;
+                        d
+                    } else {
+                        vel.affine(1.0, epsilon)?
+                    };
+                    let increment = g.affine(lr, 0.0)?.div(&denom.sqrt()?)?;
+                    slots[0] = vel;
+                    if momentum > 0.0 {
+                        let mom = slots[1].affine(momentum, 0.0)?.add(&increment)?;
+                        slots[1] = mom.clone();
+                        w.sub(&mom)?
+                    } else {
+                        w.sub(&increment)?
+                    }
+                }
+                Rule::Adagrad { epsilon, .. } => {
+                    let acc = slots[0].add(&g.sqr()?)?;
+                    let w_new = w.sub(&g.affine(lr, 0.0)?.div(&acc.affine(1.0, epsilon)?.sqrt()?)?)?;
+                    slots[0] = acc;
+                    w_new
+                }
+            };
+            var.set(&new_w)?;
+        }
+        self.iterations += 1;
+        Ok(())
+    }
+}

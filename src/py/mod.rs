@@ -1,0 +1,69 @@
+//! The Python binding (`kandle._kandle`): the only corner of the crate that knows Python. Methods
+//! convert arguments, release the GIL and delegate to the core; no logic lives here.
+
+mod arrays;
+mod error;
+mod hooks;
+mod model;
+
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+
+/// Checks a layer config and returns it normalised (Keras's `get_config()` with defaults filled).
+#[pyfunction]
+fn validate_layer(class_name: &str, config_json: &str) -> PyResult<String> {
+    let config = error::parse_json(config_json)?;
+    Ok(crate::layers::validate(class_name, &config)?.to_string())
+}
+
+/// Checks an optimizer config (`{"class_name":..., "config":...}`) and returns its full config.
+#[pyfunction]
+fn validate_optimizer(config_json: &str) -> PyResult<String> {
+    let opt = crate::optimizers::Optimizer::from_json(&error::parse_json(config_json)?)?;
+    Ok(serde_json::json!({"class_name": opt.class_name(), "config": opt.config()}).to_string())
+}
+
+/// `keras.utils.set_random_seed`.
+#[pyfunction]
+fn set_random_seed(seed: u64) {
+    crate::rng::set_seed(seed)
+}
+
+/// `kandle.activations.<name>(x)`, computed by the same code the layers use.
+#[pyfunction]
+fn activation<'py>(py: Python<'py>, name: &str, x: PyReadonlyArrayDyn<'py, f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let act = crate::activations::Activation::parse(Some(name))?;
+    let t = arrays::tensor(&x)?;
+    let y = act.apply(&t).map_err(PyErr::from)?;
+    arrays::to_numpy(py, &y)
+}
+
+/// `kandle.losses.<name>(y_true, y_pred)`: per-sample losses on probabilities, as Keras's functions.
+#[pyfunction]
+fn loss_values<'py>(
+    py: Python<'py>,
+    name: &str,
+    y_true: PyReadonlyArrayDyn<'py, f32>,
+    y_pred: PyReadonlyArrayDyn<'py, f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let loss = crate::losses::Loss::parse(name)?;
+    let (y, p) = (arrays::tensor(&y_true)?, arrays::tensor(&y_pred)?);
+    if !loss.sparse() && y.dims() != p.dims() || p.rank() == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{name}: y_true shape {:?} does not match y_pred shape {:?}", y.dims(), p.dims()
+        )));
+    }
+    let out = loss.per_sample(&y, &p, &p, crate::activations::Activation::Linear).map_err(PyErr::from)?;
+    arrays::to_numpy(py, &out)
+}
+
+#[pymodule]
+fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<model::ModelCore>()?;
+    m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
+    m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(activation, m)?)?;
+    m.add_function(wrap_pyfunction!(loss_values, m)?)?;
+    Ok(())
+}

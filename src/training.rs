@@ -1,0 +1,264 @@
+//! The loops behind `fit`, `evaluate` and `predict`. They share the batching, run without any
+//! Python, and talk to the caller only through `Hooks` (callbacks, progress, Ctrl-C). The model
+//! lock is taken per batch, so hooks and other threads can read the model between steps.
+
+use crate::data::{batch_tensor, BatchSource};
+use crate::model::Sequential;
+use crate::{rng, Error, Result};
+use candle_core::DType;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Running log values, in `metrics_names` order (with `val_` entries appended at epoch end).
+pub type Logs = Vec<(String, f64)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// What the loops tell their caller. Every method may fail (an exception in a callback, Ctrl-C);
+/// the loop then stops and returns that error, leaving the model as of the last finished step.
+pub trait Hooks {
+    fn epoch_begin(&mut self, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+    fn batch_begin(&mut self, _batch: usize) -> Result<()> {
+        Ok(())
+    }
+    fn batch_end(&mut self, _batch: usize, _size: usize, _logs: &Logs) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    fn epoch_end(&mut self, _epoch: usize, _logs: &Logs) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    /// Called between validation batches, where no callback runs: the place to notice Ctrl-C.
+    fn poll(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// Samples `indices` of `x` (and `y`).
+pub struct Dataset<'a> {
+    pub x: &'a dyn BatchSource,
+    pub y: Option<&'a dyn BatchSource>,
+    pub indices: Vec<usize>,
+}
+
+impl<'a> Dataset<'a> {
+    pub fn new(x: &'a dyn BatchSource, y: Option<&'a dyn BatchSource>) -> Result<Self> {
+        if let Some(y) = y {
+            if y.len() != x.len() {
+                return Err(Error::Value(format!(
+                    "Data cardinality is ambiguous: x sizes: {}, y sizes: {}. Make sure all arrays contain \
+                     the same number of samples.",
+                    x.len(),
+                    y.len()
+                )));
+            }
+        }
+        Ok(Dataset { x, y, indices: (0..x.len()).collect() })
+    }
+
+    /// Keras's `validation_split`: the last `fraction` of the samples, taken before any shuffling.
+    pub fn split(self, fraction: f64) -> Result<(Dataset<'a>, Dataset<'a>)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::Value(format!("`validation_split` must be in [0, 1), got {fraction}")));
+        }
+        let at = (self.indices.len() as f64 * (1.0 - fraction)).floor() as usize;
+        let (a, b) = self.indices.split_at(at);
+        Ok((
+            Dataset { x: self.x, y: self.y, indices: a.to_vec() },
+            Dataset { x: self.x, y: self.y, indices: b.to_vec() },
+        ))
+    }
+
+    fn check(&self, model: &Sequential) -> Result<()> {
+        model.check_input(self.x.sample_shape())?;
+        if let Some(y) = self.y {
+            model.check_target(y.sample_shape())?;
+        }
+        Ok(())
+    }
+}
+
+/// A model shared between Python threads: many readers (predict) or one writer (a training step);
+/// `busy` refuses a second concurrent `fit` instead of interleaving two trainings.
+pub struct SharedModel {
+    model: RwLock<Sequential>,
+    busy: AtomicBool,
+}
+
+impl SharedModel {
+    pub fn new(model: Sequential) -> Self {
+        SharedModel { model: RwLock::new(model), busy: AtomicBool::new(false) }
+    }
+
+    /// Errors never leave the model half-updated, so a poisoned lock still holds a valid model.
+    pub fn read(&self) -> RwLockReadGuard<'_, Sequential> {
+        self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Sequential> {
+        self.model.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` as the only training of this model.
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(Error::Runtime(
+                "This model is already being trained (fit/train_on_batch) in another thread; wait for it to finish."
+                    .into(),
+            ));
+        }
+        let out = f();
+        self.busy.store(false, Ordering::Release);
+        out
+    }
+}
+
+/// Sample-weighted running means of the step sums.
+struct Mean {
+    names: Vec<String>,
+    sums: Vec<f64>,
+    count: usize,
+}
+
+impl Mean {
+    fn new(names: Vec<String>) -> Self {
+        let sums = vec![0.0; names.len()];
+        Mean { names, sums, count: 0 }
+    }
+
+    fn add(&mut self, sums: &[f64], n: usize) {
+        self.sums.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
+        self.count += n;
+    }
+
+    fn logs(&self, prefix: &str) -> Logs {
+        let n = self.count.max(1) as f64;
+        self.names.iter().zip(&self.sums).map(|(k, s)| (format!("{prefix}{k}"), s / n)).collect()
+    }
+}
+
+pub struct FitConfig {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub initial_epoch: usize,
+    pub shuffle: bool,
+}
+
+fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::Value("`batch_size` must be a positive integer, got 0".into()));
+    }
+    Ok(())
+}
+
+/// Trains for `epochs - initial_epoch` epochs; validation (if any) runs after each epoch.
+pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+    check_batch_size(cfg.batch_size)?;
+    {
+        let model = shared.read();
+        train.check(&model)?;
+        if let Some(v) = val {
+            v.check(&model)?;
+        }
+    }
+    let y = train.y.ok_or_else(|| Error::Value("fit needs targets `y`".into()))?;
+    let names = shared.read().metrics_names();
+    shared.exclusive(|| {
+        for epoch in cfg.initial_epoch..cfg.epochs {
+            hooks.epoch_begin(epoch)?;
+            let order: Vec<usize> = match cfg.shuffle {
+                true => rng::permutation(train.indices.len()).into_iter().map(|i| train.indices[i]).collect(),
+                false => train.indices.clone(),
+            };
+            let mut mean = Mean::new(names.clone());
+            let mut stop = false;
+            for (batch, idx) in order.chunks(cfg.batch_size).enumerate() {
+                hooks.batch_begin(batch)?;
+                let xb = batch_tensor(train.x, idx, DType::F32)?;
+                let yb = batch_tensor(y, idx, DType::F32)?;
+                let sums = shared.write().train_step(&xb, &yb)?;
+                mean.add(&sums, idx.len());
+                if hooks.batch_end(batch, idx.len(), &mean.logs(""))? == Control::Stop {
+                    stop = true;
+                    break;
+                }
+            }
+            let mut logs = mean.logs("");
+            if let Some(v) = val {
+                logs.extend(evaluate_inner(shared, v, cfg.batch_size, hooks, true)?.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
+            }
+            if hooks.epoch_end(epoch, &logs)? == Control::Stop || stop {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
+    let y = data.y.ok_or_else(|| Error::Value("evaluate needs targets `y`".into()))?;
+    let mut mean = Mean::new(shared.read().metrics_names());
+    for (batch, idx) in data.indices.chunks(batch_size).enumerate() {
+        if validation {
+            hooks.poll()?;
+        } else {
+            hooks.batch_begin(batch)?;
+        }
+        let xb = batch_tensor(data.x, idx, DType::F32)?;
+        let yb = batch_tensor(y, idx, DType::F32)?;
+        let sums = shared.read().test_step(&xb, &yb)?;
+        mean.add(&sums, idx.len());
+        if !validation {
+            hooks.batch_end(batch, idx.len(), &mean.logs(""))?;
+        }
+    }
+    Ok(mean.logs(""))
+}
+
+/// Loss and metrics over `data` (sample-weighted means).
+pub fn evaluate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<Logs> {
+    check_batch_size(batch_size)?;
+    data.check(&shared.read())?;
+    evaluate_inner(shared, data, batch_size, hooks, false)
+}
+
+/// Model outputs for `x`, row-major, with the full output shape.
+pub fn predict(shared: &SharedModel, x: &dyn BatchSource, batch_size: usize, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
+    check_batch_size(batch_size)?;
+    shared.read().check_input(x.sample_shape())?;
+    let indices: Vec<usize> = (0..x.len()).collect();
+    let mut out = Vec::new();
+    for (batch, idx) in indices.chunks(batch_size).enumerate() {
+        hooks.batch_begin(batch)?;
+        let xb = batch_tensor(x, idx, DType::F32)?;
+        let yb = shared.read().predict_batch(&xb)?;
+        out.extend(yb.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        hooks.batch_end(batch, idx.len(), &Vec::new())?;
+    }
+    let mut shape = vec![x.len()];
+    shape.extend_from_slice(shared.read().output_shape());
+    Ok((out, shape))
+}
+
+/// One training step on exactly these samples (Keras's `train_on_batch`); returns the logs.
+pub fn train_on_batch(shared: &SharedModel, x: &dyn BatchSource, y: &dyn BatchSource) -> Result<Logs> {
+    let data = Dataset::new(x, Some(y))?;
+    data.check(&shared.read())?;
+    shared.exclusive(|| {
+        let xb = batch_tensor(x, &data.indices, DType::F32)?;
+        let yb = batch_tensor(y, &data.indices, DType::F32)?;
+        let mut model = shared.write();
+        let sums = model.train_step(&xb, &yb)?;
+        let mut mean = Mean::new(model.metrics_names());
+        mean.add(&sums, data.indices.len());
+        Ok(mean.logs(""))
+    })
+}
