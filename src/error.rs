@@ -2,7 +2,8 @@
 //! (`src/py/error.rs`), so messages here are written for a Keras user: they name the layer, what
 //! was expected and what was found.
 
-/// Errors raised by the core; `Value`/`Type`/`Runtime` become Python's exceptions of those names.
+/// Errors raised by the core; `Value`/`Type`/`Runtime` become Python's exceptions of those names,
+/// `Io` an `OSError`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -11,6 +12,9 @@ pub enum Error {
     Type(String),
     #[error("{0}")]
     Runtime(String),
+    /// A file could not be written (Python's `OSError`).
+    #[error("{0}")]
+    Io(String),
     /// An error raised by candle itself: a bug on our side if it ever escapes, but never a panic.
     #[error("internal tensor error: {0}")]
     Candle(#[from] candle_core::Error),

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod optimizers;
 pub mod data;
 pub mod model;
+pub mod saving;
 pub mod training;
 
 #[cfg(feature = "python")]

@@ -13,7 +13,9 @@ use crate::activations::Activation;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 pub use config::Cfg;
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+use std::sync::Mutex;
 
 /// What every layer provides. `forward_pre` stops before the activation so that the model can give
 /// losses the logits of a final softmax/sigmoid (Keras computes cross-entropy from them).
@@ -32,6 +34,11 @@ pub trait Layer: Send + Sync {
     }
     /// Keras `get_config()`: the arguments that rebuild this layer.
     fn config(&self) -> Value;
+    /// The layer's own random stream (a seeded Dropout), saved with the model so that a resumed
+    /// `fit` draws what the uninterrupted run would have.
+    fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
+        None
+    }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.activation().apply(&self.forward_pre(x, train)?)

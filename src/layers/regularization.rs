@@ -75,6 +75,9 @@ impl Layer for Dropout {
     fn config(&self) -> Value {
         self.cfg.to_json(&self.name)
     }
+    fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
+        self.rng.as_ref()
+    }
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train || self.cfg.rate == 0.0 {
             return Ok(x.clone());

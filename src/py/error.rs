@@ -1,7 +1,7 @@
 //! The one conversion from core errors to Python exceptions.
 
 use crate::Error;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 impl From<Error> for PyErr {
@@ -10,6 +10,7 @@ impl From<Error> for PyErr {
             Error::Value(m) => PyValueError::new_err(m),
             Error::Type(m) => PyTypeError::new_err(m),
             Error::Runtime(m) => PyRuntimeError::new_err(m),
+            Error::Io(m) => PyOSError::new_err(m),
             Error::Candle(e) => PyRuntimeError::new_err(format!("kandle internal error: {e}")),
             Error::External(e) => match e.downcast::<PyErr>() {
                 Ok(py) => *py,
