@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations", "applications", "backend", "callbacks", "datasets", "initializers", "layers",
-    "losses", "metrics", "models", "optimizers", "preprocessing", "utils",
+    "losses", "metrics", "models", "optimizers", "preprocessing", "saving", "utils",
 }
 
 

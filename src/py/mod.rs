@@ -5,6 +5,7 @@ mod arrays;
 mod error;
 mod hooks;
 mod model;
+mod saving;
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -65,5 +66,9 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::save_model, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::save_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::load_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::load_model, m)?)?;
     Ok(())
 }

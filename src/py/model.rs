@@ -20,6 +20,16 @@ fn values(logs: Logs) -> Vec<f64> {
     logs.into_iter().map(|(_, v)| v).collect()
 }
 
+impl ModelCore {
+    pub(super) fn from_shared(shared: SharedModel) -> Self {
+        ModelCore { shared }
+    }
+
+    pub(super) fn shared(&self) -> &SharedModel {
+        &self.shared
+    }
+}
+
 #[pymethods]
 impl ModelCore {
     #[new]

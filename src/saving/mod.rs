@@ -33,6 +33,17 @@ pub fn model_config(model: &Sequential) -> Value {
     }})
 }
 
+/// What `compile` was given: `{"optimizer": {"class_name", "config"}, "loss", "metrics"}`.
+pub fn compile_config(model: &Sequential) -> Option<Value> {
+    let compiled = model.compiled()?;
+    let opt = &compiled.optimizer;
+    let metrics: Vec<&str> = compiled.metrics.iter().map(|m| m.name.as_str()).collect();
+    Some(json!({
+        "optimizer": {"class_name": opt.class_name(), "config": opt.config()},
+        "loss": compiled.loss.name(), "metrics": metrics,
+    }))
+}
+
 fn host(t: &Tensor) -> Result<HostTensor> {
     Ok(HostTensor { shape: t.dims().to_vec(), data: t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()? })
 }
@@ -67,13 +78,8 @@ pub fn save_model(model: &Sequential, path: &Path, include_optimizer: bool) -> R
         .filter_map(|(i, l)| l.rng().map(|r| (i.to_string(), state::rng_to_json(&r.lock().unwrap_or_else(|e| e.into_inner())))))
         .collect();
     training["layer_rngs"] = Value::Object(layer_rngs);
-    if let Some(compiled) = model.compiled() {
+    if let (Some(compiled), Some(compile)) = (model.compiled(), compile_config(model)) {
         let opt = &compiled.optimizer;
-        let metrics: Vec<&str> = compiled.metrics.iter().map(|m| m.name.as_str()).collect();
-        let compile = json!({
-            "optimizer": {"class_name": opt.class_name(), "config": opt.config()},
-            "loss": compiled.loss.name(), "metrics": metrics,
-        });
         c.meta.insert("compile_config".into(), compile.to_string());
         if include_optimizer {
             let slots = opt.slots();

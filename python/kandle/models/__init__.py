@@ -1,6 +1,7 @@
 """``kandle.models``: Sequential (the functional ``Model`` is not implemented yet)."""
 
 from kandle.models.sequential import Sequential
+from kandle.saving import load_model, save_model
 
 
 def model_from_json(json_string):

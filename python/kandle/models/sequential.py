@@ -153,6 +153,22 @@ class Sequential:
     def weights(self):
         return self.get_weights()
 
+    # -- saving (kandle.saving) -------------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        from kandle import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        from kandle import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite, **kwargs)
+
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+        from kandle import saving
+
+        saving.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name, **kwargs)
+
     # -- configuration ----------------------------------------------------------------------
     def get_config(self):
         config = {"name": self.name, "layers": [serialize(layer) for layer in self._layers]}

@@ -1,0 +1,132 @@
+"""``kandle.saving``: ``save_model`` / ``load_model`` and the weights-only pair.
+
+Separation of concerns: kandle's own files (one safetensors file: architecture, weights, compile
+configuration, optimizer and random-generator state) are written and read by the Rust core
+(``src/saving/``), atomically and with a checksum; this module picks the reader by the file's first
+bytes, never by its extension, and wraps a loaded core in a ``Sequential``. Keras 3 ``.keras`` zips
+and ``.weights.h5`` files are read by :mod:`kandle.saving.keras_import`. Nothing here unpickles or
+executes anything from a file.
+"""
+
+import json
+import os
+
+from kandle import _kandle
+
+_ZIP = b"PK\x03\x04"
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def _path(filepath):
+    try:
+        return os.fspath(filepath)
+    except TypeError:
+        raise TypeError(f"filepath must be a str or a path-like object, got {filepath!r}") from None
+
+
+def _sniff(path):
+    """'zip', 'hdf5' or 'kandle' (anything else: the core says what is wrong with it)."""
+    if os.path.isdir(path):
+        raise ValueError(f"Could not load '{path}': it is a directory (a TensorFlow SavedModel?); kandle "
+                         "loads kandle model files and Keras 3 .keras files")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise ValueError(f"Could not load '{path}': file not found") from None
+    if head.startswith(_ZIP):
+        return "zip"
+    if head == _HDF5:
+        return "hdf5"
+    return "kandle"
+
+
+def ask_to_proceed_with_overwrite(filepath):
+    """Keras's prompt for ``overwrite=False`` on an existing file; True to go on."""
+    while True:
+        answer = input(f"[WARNING] {filepath} already exists - overwrite? [y/n]").strip().lower()
+        if answer in ("y", "n"):
+            break
+        print('Enter "y" (overwrite) or "n" (cancel).')
+    if answer == "n":
+        return False
+    print("[TIP] Next time specify overwrite=True!")
+    return True
+
+
+def _core_of(model, what):
+    if getattr(model, "_core", None) is None:
+        raise ValueError(f"Model \"{model.name}\" is not built yet, so it has no weights to {what}: give its first "
+                         "layer input_shape=..., or call fit/predict on data first")
+    return model._core
+
+
+def _may_write(path, overwrite):
+    return overwrite or not os.path.exists(path) or ask_to_proceed_with_overwrite(path)
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
+    """Writes ``model`` to one kandle file (any extension; ``.kandle`` by convention, a ``.keras`` or
+    ``.h5`` name holds kandle's format too). The write is atomic: a crash leaves the old file."""
+    path = _path(filepath)
+    if _may_write(path, overwrite):
+        _kandle.save_model(_core_of(model, "save"), path, bool(include_optimizer))
+
+
+def save_weights(model, filepath, overwrite=True, **kwargs):
+    path = _path(filepath)
+    if _may_write(path, overwrite):
+        _kandle.save_weights(_core_of(model, "save"), path)
+
+
+def load_weights(model, filepath, skip_mismatch=False, by_name=False, **kwargs):
+    """Weights from a kandle model or weights file, or from a Keras 3 ``.weights.h5``/``.keras`` file,
+    into a built model of the same architecture (checked layer by layer before anything is written)."""
+    if skip_mismatch or by_name:
+        raise ValueError("load_weights: skip_mismatch and by_name are not supported; weights load layer by layer")
+    path = _path(filepath)
+    kind = _sniff(path)
+    if kind != "kandle":
+        from kandle.saving import keras_import
+
+        return keras_import.load_weights(model, path, kind)
+    _kandle.load_weights(_core_of(model, "load"), path)
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """A model from a kandle file or a Keras 3 ``.keras`` zip, told apart by their first bytes.
+
+    With ``compile=True`` a kandle file also restores the optimizer state and kandle's random
+    generators, so ``fit`` continues exactly as the run that saved it would have. A corrupted,
+    truncated or foreign file, or one from a newer kandle, raises ``ValueError`` naming the file.
+    """
+    path = _path(filepath)
+    kind = _sniff(path)
+    if kind != "kandle":
+        from kandle.saving import keras_import
+
+        return keras_import.load_model(path, kind, compile=compile)
+    core, config, compile_config = _kandle.load_model(path, compile=bool(compile))
+    return _wrap(core, json.loads(config)["config"], None if compile_config is None else json.loads(compile_config))
+
+
+def _wrap(core, config, compile_config):
+    """The Python ``Sequential`` around a core the Rust side built (layers attached by index)."""
+    from kandle import optimizers
+    from kandle.layers import deserialize
+    from kandle.models.sequential import Sequential
+
+    model = Sequential(name=config["name"])
+    model._input_shape = tuple(config["input_shape"])
+    model._core = core
+    for i, layer_config in enumerate(config["layers"]):
+        layer = deserialize(layer_config)
+        layer._attach(core, i)
+        model._layers.append(layer)
+    if compile_config is not None:
+        opt = optimizers.get(compile_config["optimizer"])
+        loss, metrics = compile_config["loss"], list(compile_config["metrics"])
+        model._compiled = (opt, loss, metrics)
+        model.optimizer, model.loss = opt, loss
+        opt._bind(core)
+    return model

@@ -1,0 +1,204 @@
+"""Reading Keras 3 files: a ``.keras`` zip (``config.json`` + ``model.weights.h5``) becomes a kandle
+``Sequential`` with the same layers and weights, and a ``.weights.h5`` file loads into a built model.
+
+Layer configs are mapped to kandle's layers of the same Keras names (an unsupported layer is named in
+the error); weights are read with h5py (needed only here) from ``layers/<group>/vars/<i>``, where Keras
+names the group after the layer's class in snake case, numbered in order (``dense``, ``dense_1``, ...).
+The compile configuration is applied when kandle knows it; the optimizer's state is not imported.
+"""
+
+import io
+import json
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+
+from kandle import backend, layers, losses, optimizers
+
+# Keys of Keras 3 configs that kandle's constructors do not take (the dtype policy is checked apart).
+_LAYER_ONLY_KERAS = {"dtype", "quantization_config", "lora_rank", "lora_alpha", "lora_enabled", "synchronized"}
+_OPTIMIZER_ONLY_KERAS = {"is_legacy_optimizer", "jit_compile"}
+
+
+def _fail(path, what):
+    return ValueError(f"Could not load '{path}': {what}")
+
+
+def _h5py(path):
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"Reading the Keras weights in '{path}' needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _read_zip(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "config.json" not in names:
+                raise _fail(path, "a zip file without config.json, so not a Keras 3 .keras model")
+            config = json.loads(zf.read("config.json").decode("utf-8"))
+            weights = zf.read("model.weights.h5") if "model.weights.h5" in names else None
+    except ValueError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError, KeyError) as e:
+        raise _fail(path, f"a damaged or truncated .keras zip ({type(e).__name__}: {e})") from None
+    if not isinstance(config, dict):
+        raise _fail(path, "its config.json is not a JSON object")
+    return config, weights
+
+
+def _dtype_ok(layer_name, dtype, path):
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if name not in (None, "float32"):
+        raise _fail(path, f"layer '{layer_name}' computes in dtype {name!r}; kandle supports float32 only")
+
+
+def _input_shape(cfg, path):
+    for layer in cfg.get("layers", []):
+        if layer.get("class_name") == "InputLayer":
+            c = layer.get("config", {})
+            shape = c.get("batch_shape") or c.get("batch_input_shape")
+            if shape:
+                return tuple(shape[1:])
+    shape = cfg.get("build_input_shape")
+    if not shape:
+        first = (cfg.get("layers") or [{}])[0]
+        shape = (first.get("build_config") or {}).get("input_shape") or first.get("config", {}).get("batch_input_shape")
+    if not shape:
+        raise _fail(path, "the model's input shape is not recorded (was it built before saving?)")
+    return tuple(shape[1:])
+
+
+def _layer(spec, path):
+    """A kandle layer from a Keras layer spec ``{"class_name", "config", ...}``."""
+    class_name, config = spec.get("class_name"), dict(spec.get("config") or {})
+    name = config.get("name", class_name)
+    cls = layers._BY_NAME.get(class_name) or {"MaxPool2D": layers.MaxPooling2D,
+                                              "Convolution2D": layers.Conv2D}.get(class_name)
+    if cls is None:
+        raise _fail(path, f"layer '{name}' is a {class_name}, which kandle does not support "
+                          f"(supported: {', '.join(sorted(layers._BY_NAME))})")
+    _dtype_ok(name, config.get("dtype"), path)
+    if config.pop("trainable", True) is False:
+        warnings.warn(f"'{path}': layer '{name}' is frozen in Keras; kandle loads it as trainable", stacklevel=3)
+    if isinstance(config.get("activation"), dict):  # a serialized function: {"config": "relu", ...}
+        config["activation"] = config["activation"].get("config")
+    for key in _LAYER_ONLY_KERAS:
+        config.pop(key, None)
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as e:
+        raise _fail(path, f"layer '{name}' ({class_name}): {e}") from None
+
+
+def _sequential(config, path):
+    from kandle.models.sequential import Sequential
+
+    if config.get("class_name") != "Sequential":
+        raise _fail(path, f"its model is a {config.get('class_name')!r}; kandle loads Sequential models only")
+    cfg = config.get("config") or {}
+    model = Sequential(name=cfg.get("name"))
+    model.add(layers.Input(_input_shape(cfg, path)))
+    for spec in cfg.get("layers", []):
+        if spec.get("class_name") != "InputLayer":
+            try:
+                model.add(_layer(spec, path))
+            except ValueError as e:
+                raise e if str(e).startswith("Could not load") else _fail(path, str(e)) from None
+    return model
+
+
+def _set_h5_weights(model, f, path):
+    """Keras 3's layout: ``layers/<snake_case(class)[_n]>/vars/<i>``, in the order of the layers."""
+    group = f.get("layers")
+    if group is None:
+        raise _fail(path, "its weights file has no 'layers' group (a Keras 2 HDF5 file? re-save it with Keras 3)")
+    counts, pending = {}, []
+    for layer in model.layers:
+        key = backend.snake_case(layer._class_name)
+        n = counts.get(key, -1) + 1
+        counts[key] = n
+        key = key if n == 0 else f"{key}_{n}"
+        vars_group = group.get(f"{key}/vars")
+        stored = [] if vars_group is None else [np.asarray(vars_group[str(i)]) for i in range(len(vars_group))]
+        expected = [w.shape for w in layer.get_weights()]
+        if [s.shape for s in stored] != expected:
+            raise _fail(path, f"layer '{layer.name}' ({layer._class_name}) expects weights of shapes {expected}, "
+                              f"the file has {[s.shape for s in stored]} under layers/{key}")
+        pending.append((layer, stored))
+    for layer, stored in pending:
+        layer.set_weights(stored)
+
+
+def _load_h5(model, source, path):
+    h5py = _h5py(path)
+    try:
+        with h5py.File(source, "r") as f:
+            _set_h5_weights(model, f, path)
+    except OSError as e:
+        raise _fail(path, f"its weights are not a readable HDF5 file ({e})") from None
+
+
+def _name(identifier, what):
+    """A loss or metric name from a Keras 3 serialized identifier."""
+    if isinstance(identifier, str):
+        return identifier
+    if isinstance(identifier, dict):
+        cfg = identifier.get("config") or {}
+        if what == "loss":
+            cls = getattr(losses, identifier.get("class_name", ""), None)
+            if isinstance(cls, type) and issubclass(cls, losses.Loss):
+                return losses.name_of(cls(from_logits=bool(cfg.get("from_logits", False))))
+        if isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
+            return cfg["name"]
+        if isinstance(cfg, str):
+            return cfg
+    raise ValueError(f"unsupported {what} {identifier!r}")
+
+
+def _compile(model, compile_config, path):
+    if not compile_config:
+        return
+    try:
+        opt = compile_config["optimizer"]
+        if isinstance(opt, dict):
+            opt = {"class_name": opt.get("class_name"),
+                   "config": {k: v for k, v in (opt.get("config") or {}).items() if k not in _OPTIMIZER_ONLY_KERAS}}
+        metrics = []
+        for m in compile_config.get("metrics") or []:
+            metrics.extend(m if isinstance(m, list) else [m])
+        model.compile(optimizer=optimizers.get(opt), loss=_name(compile_config["loss"], "loss"),
+                      metrics=[_name(m, "metric") for m in metrics if m is not None])
+    except (KeyError, TypeError, ValueError) as e:
+        warnings.warn(f"'{path}': its compile configuration could not be restored ({e}); the model is loaded "
+                      "uncompiled: call model.compile(...) before training it", stacklevel=3)
+
+
+def load_model(path, kind, compile=True):
+    if kind == "hdf5":
+        raise _fail(path, "a Keras 2 HDF5 (.h5) model, which kandle does not read; re-save it with Keras 3 as .keras")
+    config, weights = _read_zip(path)
+    model = _sequential(config, path)
+    if weights is not None:
+        _load_h5(model, io.BytesIO(weights), path)
+    elif model.get_weights():
+        raise _fail(path, "the zip holds no model.weights.h5")
+    if compile:
+        _compile(model, config.get("compile_config"), path)
+    return model
+
+
+def load_weights(model, path, kind):
+    """Keras 3 weights (``.weights.h5``, or those inside a ``.keras`` zip) into a built kandle model."""
+    if getattr(model, "_core", None) is None:
+        raise ValueError(f"Model \"{model.name}\" is not built yet: build it before load_weights")
+    if kind == "zip":
+        _, weights = _read_zip(path)
+        if weights is None:
+            raise _fail(path, "the zip holds no model.weights.h5")
+        return _load_h5(model, io.BytesIO(weights), path)
+    _load_h5(model, path, path)
