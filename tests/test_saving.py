@@ -274,6 +274,22 @@ def test_model_checkpoint_files_load(tmp_path):
     assert last.optimizer.iterations == model.optimizer.iterations
 
 
+def test_a_run_resumed_from_its_checkpoint_continues_the_uninterrupted_history(tmp_path):
+    """The Keras recipe: ModelCheckpoint every epoch; after a crash, load the last file and call
+    fit(..., initial_epoch=k). The epochs after k repeat the uninterrupted run's numbers exactly."""
+    x, y = data(40)
+    kandle.utils.set_random_seed(8)
+    model = cnn(optimizers.SGD(0.05, momentum=0.9))
+    pattern = str(tmp_path / "epoch{epoch}.kandle")
+    full = model.fit(x, y, batch_size=6, epochs=5, validation_split=0.2, verbose=0,
+                     callbacks=[ModelCheckpoint(pattern)]).history
+    resumed_model = load_model(tmp_path / "epoch3.kandle")
+    resumed = resumed_model.fit(x, y, batch_size=6, epochs=5, initial_epoch=3, validation_split=0.2,
+                                verbose=0).history
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        assert resumed[key] == full[key][3:], key
+
+
 def test_saving_and_loading_release_the_model_for_other_threads(tmp_path):
     """Two threads saving and loading the same file at once never see a torn file."""
     import threading
