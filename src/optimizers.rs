@@ -112,6 +112,16 @@ impl Optimizer {
         self.iterations = iterations;
     }
 
+    /// How many state tensors each variable has once stepped (a saved state must have as many).
+    pub fn slots_per_variable(&self) -> usize {
+        match self.rule {
+            Rule::Sgd { momentum, .. } => usize::from(momentum > 0.0),
+            Rule::Adam { .. } => 2,
+            Rule::RmsProp { .. } => 3,
+            Rule::Adagrad { .. } => 1,
+        }
+    }
+
     fn init_slots(&mut self, vars: &[&Var]) -> Result<()> {
         let zeros = |v: &Var| v.as_tensor().zeros_like();
         self.slots = vars

@@ -125,8 +125,11 @@ fn describe(layer: &dyn Layer) -> String {
     format!("layer \"{}\" ({})", layer.name(), layer.class_name())
 }
 
+/// One layer's weights as `Sequential::set_layer_weights` takes them: `(data, shape)` each.
+type LayerWeights = Vec<(Vec<f32>, Vec<usize>)>;
+
 /// The file's layer weights, checked against `model` (count, names, shapes) before any is written.
-fn layer_weights(c: &Contents, model: &Sequential, path: &Path) -> Result<Vec<Vec<(Vec<f32>, Vec<usize>)>>> {
+fn layer_weights(c: &Contents, model: &Sequential, path: &Path) -> Result<Vec<LayerWeights>> {
     let mut out = Vec::new();
     for (i, layer) in model.layers().iter().enumerate() {
         let mut values = Vec::new();
@@ -153,7 +156,7 @@ fn layer_weights(c: &Contents, model: &Sequential, path: &Path) -> Result<Vec<Ve
     Ok(out)
 }
 
-fn set_weights(model: &mut Sequential, weights: &[Vec<(Vec<f32>, Vec<usize>)>]) -> Result<()> {
+fn set_weights(model: &mut Sequential, weights: &[LayerWeights]) -> Result<()> {
     for (i, values) in weights.iter().enumerate() {
         model.set_layer_weights(i, values)?;
     }
@@ -174,6 +177,10 @@ fn restore_training(model: &mut Sequential, c: &Contents, path: &Path) -> Result
     let vars: Vec<Vec<usize>> = model.weights().iter().map(|v| v.dims().to_vec()).collect();
     if variables != 0 && variables != vars.len() {
         return Err(corrupt(path, &format!("its optimizer state is for {variables} variables, the model has {}", vars.len())));
+    }
+    let expected = model.compiled().map(|c| c.optimizer.slots_per_variable()).unwrap_or(0);
+    if variables != 0 && per_var != expected {
+        return Err(corrupt(path, &format!("its optimizer state has {per_var} slot(s) per variable, the optimizer keeps {expected}")));
     }
     let mut slots = Vec::with_capacity(variables);
     for (j, dims) in vars.iter().enumerate().take(variables) {
