@@ -26,7 +26,8 @@ impl Unary {
         let one = T::one();
         let c = |v: f64| T::from(v).unwrap();
         match self {
-            Unary::Relu => if x > T::zero() { x } else { T::zero() },
+            // `<=` lets NaN through, as TensorFlow's relu does.
+            Unary::Relu => if x <= T::zero() { T::zero() } else { x },
             Unary::Sigmoid => {
                 // Never evaluates exp of a large positive number.
                 if x >= T::zero() { one / (one + (-x).exp()) } else { let e = x.exp(); e / (one + e) }
