@@ -1,6 +1,6 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{incompatible, new_var, param, Cfg, Layer};
+use super::{bias_tail, incompatible, new_var, param, Cfg, Layer};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::Result;
@@ -66,6 +66,19 @@ impl Dense {
     }
 }
 
+impl Dense {
+    fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
+        let y = flat.matmul(&param(&self.kernel, train))?;
+        let y = bias_tail(y, self.bias.as_ref(), self.cfg.activation, with_activation, train)?;
+        let mut out = dims;
+        *out.last_mut().unwrap() = self.cfg.units;
+        Ok(y.reshape(out)?)
+    }
+}
+
 impl Layer for Dense {
     fn class_name(&self) -> &'static str {
         "Dense"
@@ -90,16 +103,11 @@ impl Layer for Dense {
     }
 
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
-        let mut y = flat.matmul(&param(&self.kernel, train))?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&param(b, train))?;
-        }
-        let mut out = dims;
-        *out.last_mut().unwrap() = self.cfg.units;
-        Ok(y.reshape(out)?)
+        self.compute(x, train, false)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.compute(x, train, true)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod regularization;
 pub mod reshaping;
 
 use crate::activations::Activation;
+use crate::ops::unary::Unary;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 pub use config::Cfg;
@@ -90,6 +91,29 @@ pub(crate) fn param(v: &Var, train: bool) -> Tensor {
         v.as_tensor().clone()
     } else {
         v.as_tensor().detach()
+    }
+}
+
+/// The tail of Dense and Conv2D: `act(y + bias)` in one fused op when the activation is element-wise;
+/// a softmax (or no activation) is left to the caller. `fuse_activation` is false for `forward_pre`.
+pub(crate) fn bias_tail(y: Tensor, bias: Option<&Var>, act: Activation, fuse_activation: bool, train: bool) -> Result<Tensor> {
+    use crate::ops::{bias_act::bias_act, unary::unary};
+    let (fused, rest) = split_activation(act, fuse_activation);
+    let y = match (bias, fused) {
+        (Some(b), f) => bias_act(&y, &param(b, train), f)?,
+        (None, Some(u)) => unary(&y, u)?,
+        (None, None) => y,
+    };
+    rest.apply(&y)
+}
+
+/// The part of a layer's activation that can be fused into its op (element-wise ones) and the part
+/// applied after it (softmax); nothing at all for `forward_pre` (`with_activation` false).
+pub(crate) fn split_activation(act: Activation, with_activation: bool) -> (Option<Unary>, Activation) {
+    match act {
+        Activation::Elementwise(u) if with_activation => (Some(u), Activation::Linear),
+        other if with_activation => (None, other),
+        _ => (None, Activation::Linear),
     }
 }
 

@@ -67,3 +67,4 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;
     Ok(())
 }
+
