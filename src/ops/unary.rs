@@ -50,8 +50,9 @@ impl Unary {
             Unary::Tanh => one - y * y,
             Unary::Elu => if x > T::zero() { one } else { y + one },
             Unary::Selu => {
+                // SeluGrad selects on `output < 0`, so x = 0 takes the `scale` branch.
                 let c = |v: f64| T::from(v).unwrap();
-                if x > T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) }
+                if x >= T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) }
             }
             Unary::Softplus => Unary::Sigmoid.f(x),
         }
