@@ -16,5 +16,8 @@ pub mod data;
 pub mod model;
 pub mod training;
 
+#[cfg(test)]
+mod gradcheck;
+
 #[cfg(feature = "python")]
 mod py;

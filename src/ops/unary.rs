@@ -51,8 +51,9 @@ impl Unary {
             Unary::Relu => if y > T::zero() { one } else { T::zero() },
             Unary::Sigmoid => y * (one - y),
             Unary::Tanh => one - y * y,
-            Unary::Elu => if y > T::zero() { one } else { y + one },
-            Unary::Selu => if y > T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) },
+            // TF's EluGrad/SeluGrad select on `output < 0`, so x = 0 takes the positive branch.
+            Unary::Elu => if y >= T::zero() { one } else { y + one },
+            Unary::Selu => if y >= T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) },
             // softplus' = sigmoid(x) = 1 - exp(-y)
             Unary::Softplus => one - (-y).exp(),
         }
