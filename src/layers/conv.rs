@@ -1,6 +1,6 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{incompatible, new_var, param, split_activation, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
@@ -98,10 +98,7 @@ impl Conv2D {
     /// applied after it.
     fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
         let (fused, rest) = split_activation(self.cfg.activation, with_activation);
-        let bias = match &self.bias {
-            Some(b) => param(b, train),
-            None => Tensor::zeros(self.cfg.filters, self.kernel.dtype(), self.kernel.device())?,
-        };
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel, train)?;
         let y = conv2d(x, &param(&self.kernel, train), &bias, self.win, fused, train)?;
         rest.apply(&y)
     }

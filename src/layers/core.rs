@@ -1,6 +1,7 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{bias_tail, incompatible, new_var, param, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
+use crate::ops::linear::linear;
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::Result;
@@ -71,8 +72,9 @@ impl Dense {
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let flat = x.reshape((rows, dims[dims.len() - 1]))?;
-        let y = flat.matmul(&param(&self.kernel, train))?;
-        let y = bias_tail(y, self.bias.as_ref(), self.cfg.activation, with_activation, train)?;
+        let (fused, rest) = split_activation(self.cfg.activation, with_activation);
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.units, &self.kernel, train)?;
+        let y = rest.apply(&linear(&flat, &param(&self.kernel, train), &bias, fused)?)?;
         let mut out = dims;
         *out.last_mut().unwrap() = self.cfg.units;
         Ok(y.reshape(out)?)

@@ -94,17 +94,12 @@ pub(crate) fn param(v: &Var, train: bool) -> Tensor {
     }
 }
 
-/// The tail of Dense and Conv2D: `act(y + bias)` in one fused op when the activation is element-wise;
-/// a softmax (or no activation) is left to the caller. `fuse_activation` is false for `forward_pre`.
-pub(crate) fn bias_tail(y: Tensor, bias: Option<&Var>, act: Activation, fuse_activation: bool, train: bool) -> Result<Tensor> {
-    use crate::ops::{bias_act::bias_act, unary::unary};
-    let (fused, rest) = split_activation(act, fuse_activation);
-    let y = match (bias, fused) {
-        (Some(b), f) => bias_act(&y, &param(b, train), f)?,
-        (None, Some(u)) => unary(&y, u)?,
-        (None, None) => y,
-    };
-    rest.apply(&y)
+/// The bias as a tensor, or zeros for `use_bias=False` (the fused ops always take one).
+pub(crate) fn bias_or_zeros(bias: Option<&Var>, units: usize, like: &Var, train: bool) -> Result<Tensor> {
+    Ok(match bias {
+        Some(b) => param(b, train),
+        None => Tensor::zeros(units, like.dtype(), like.device())?,
+    })
 }
 
 /// The part of a layer's activation that can be fused into its op (element-wise ones) and the part

@@ -3,9 +3,9 @@
 //! gradient. One node in candle's graph instead of five keeps the autograd bookkeeping (a zeroed
 //! buffer and an addition per node and argument) off the large intermediate tensors.
 
-use super::bias_act::BiasAct;
 use super::im2col::{Col2Im, Im2Col};
-use super::unary::{Unary, UnaryBackward};
+use super::linear;
+use super::unary::Unary;
 use super::{contiguous, unsupported, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
@@ -25,34 +25,14 @@ impl Conv2dOp {
     }
 
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
-        let f = b.len();
         let k = self.win.kh * self.win.kw * c;
         let m = n * self.win.out_h * self.win.out_w;
         let cols = Im2Col { win: self.win, c }.run(x, n);
-        let mut out = vec![T::zero(); m * f];
-        matmul(&cols, w, &mut out, m, k, f);
-        BiasAct(self.act).apply_in_place(&mut out, b);
+        let out = linear::forward(&cols, w, b, m, k, self.act)?;
         if self.save {
             *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(cols, (m, k), &Device::Cpu)?);
         }
         Ok(out)
-    }
-}
-
-/// `dst (m x n) = lhs (m x k) @ rhs (k x n)`, all row-major and contiguous.
-pub(crate) fn matmul<T: Elem>(lhs: &[T], rhs: &[T], dst: &mut [T], m: usize, k: usize, n: usize) {
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n, "matmul: buffer too small");
-    // SAFETY: the three buffers are distinct, contiguous and at least as large as the strides imply.
-    unsafe {
-        gemm::gemm(
-            m, n, k,
-            dst.as_mut_ptr(), 1, n as isize, false,
-            lhs.as_ptr(), 1, k as isize,
-            rhs.as_ptr(), 1, n as isize,
-            T::zero(), T::one(), false, false, false, parallelism,
-        )
     }
 }
 
@@ -107,20 +87,14 @@ impl CustomOp3 for Conv2dOp {
         let f = w.dim(3)?;
         let k = self.win.kh * self.win.kw * c;
         let m = grad.elem_count() / f;
-        let grad = grad.contiguous()?.reshape((m, f))?;
-        let dpre = match self.act {
-            Some(u) => res.contiguous()?.reshape((m, f))?.apply_op2_no_bwd(&grad, &UnaryBackward(u))?,
-            None => grad,
-        };
-        let db = dpre.sum(0)?;
         let cols = match self.cols.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             Some(cols) => cols,
             None => x.contiguous()?.apply_op1_no_bwd(&Im2Col { win: self.win, c })?,
         };
-        let dw = cols.t()?.matmul(&dpre)?.reshape(w.shape())?;
-        let dcols = dpre.matmul(&w.reshape((k, f))?.t()?)?;
+        let (grad, res) = (grad.contiguous()?.reshape((m, f))?, res.contiguous()?.reshape((m, f))?);
+        let (dcols, dw, db) = linear::backward(&cols, &w.reshape((k, f))?, &res, &grad, self.act)?;
         let dx = dcols.apply_op1_no_bwd(&Col2Im { win: self.win, c })?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((Some(dx), Some(dw.reshape(w.shape())?), Some(db)))
     }
 }
 

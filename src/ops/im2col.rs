@@ -30,8 +30,17 @@ impl Im2Col {
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     let row = &mut cols[(oy * out_w + ox) * k..][..k];
+                    // The window's columns are adjacent pixels: one copy of kw*c values per row
+                    // when the window lies inside the input horizontally.
+                    let x0 = (ox * sw) as isize - pad_left as isize;
+                    let inside = x0 >= 0 && x0 as usize + kw <= in_w;
                     for ky in 0..kh {
                         let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        if inside {
+                            let src = &img[(iy * in_w + x0 as usize) * c..][..kw * c];
+                            row[ky * kw * c..][..kw * c].copy_from_slice(src);
+                            continue;
+                        }
                         for kx in 0..kw {
                             let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
                             let src = &img[(iy * in_w + ix) * c..][..c];
@@ -55,8 +64,17 @@ impl Col2Im {
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     let row = &cols[(oy * out_w + ox) * k..][..k];
+                    let x0 = (ox * sw) as isize - pad_left as isize;
+                    let inside = x0 >= 0 && x0 as usize + kw <= in_w;
                     for ky in 0..kh {
                         let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        if inside {
+                            let dst = &mut img[(iy * in_w + x0 as usize) * c..][..kw * c];
+                            for (d, s) in dst.iter_mut().zip(&row[ky * kw * c..][..kw * c]) {
+                                *d = *d + *s;
+                            }
+                            continue;
+                        }
                         for kx in 0..kw {
                             let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
                             let dst = &mut img[(iy * in_w + ix) * c..][..c];

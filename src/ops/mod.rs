@@ -6,6 +6,7 @@
 pub mod bias_act;
 pub mod conv;
 pub mod im2col;
+pub mod linear;
 pub mod pool;
 pub mod unary;
 pub mod update;
