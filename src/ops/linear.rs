@@ -44,10 +44,49 @@ pub(crate) fn backward(x: &Tensor, w: &Tensor, out: &Tensor, grad: &Tensor, act:
         Some(u) => out.contiguous()?.apply_op2_no_bwd(&grad, &UnaryBackward(u))?,
         None => grad,
     };
-    let db = dpre.sum(0)?;
+    let db = dpre.apply_op1_no_bwd(&ColumnSum)?;
     let dw = x.t()?.matmul(&dpre)?;
     let dx = dpre.matmul(&w.t()?)?;
     Ok((dx, dw, db))
+}
+
+/// Sums a contiguous `(m, n)` matrix over its rows (the bias gradient): per-thread partial sums over
+/// row blocks, then one reduction; candle's generic `sum(0)` walks it column by column.
+struct ColumnSum;
+
+impl candle_core::CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "kandle-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Elem>(x: &[T], n: usize) -> Vec<T> {
+            use rayon::prelude::*;
+            if n == 0 {
+                return Vec::new();
+            }
+            let rows_per_task = (super::unary::PAR_CHUNK / n).max(1);
+            x.par_chunks(rows_per_task * n)
+                .map(|block| {
+                    let mut acc = vec![T::zero(); n];
+                    for row in block.chunks_exact(n) {
+                        acc.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+                    }
+                    acc
+                })
+                .reduce(|| vec![T::zero(); n], |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
+                    a
+                })
+        }
+        let &[_, n] = l.dims() else { candle_core::bail!("column-sum expects a matrix") };
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(run(contiguous::<f32>(s, l)?, n)),
+            CpuStorage::F64(_) => CpuStorage::F64(run(contiguous::<f64>(s, l)?, n)),
+            _ => return Err(unsupported(self.name(), s.dtype())),
+        };
+        Ok((out, Shape::from(n)))
+    }
 }
 
 /// The Dense op on 2-D input.
