@@ -92,9 +92,9 @@ impl CustomOp3 for Conv2dOp {
             None => x.contiguous()?.apply_op1_no_bwd(&Im2Col { win: self.win, c })?,
         };
         let (grad, res) = (grad.contiguous()?.reshape((m, f))?, res.contiguous()?.reshape((m, f))?);
-        let (dcols, dw, db) = linear::backward(&cols, &w.reshape((k, f))?, &res, &grad, self.act)?;
-        let dx = dcols.apply_op1_no_bwd(&Col2Im { win: self.win, c })?;
-        Ok((Some(dx), Some(dw.reshape(w.shape())?), Some(db)))
+        let (dcols, dw, db) = linear::backward(&cols, &w.reshape((k, f))?, &res, &grad, self.act, x.track_op())?;
+        let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win: self.win, c })).transpose()?;
+        Ok((dx, Some(dw.reshape(w.shape())?), Some(db)))
     }
 }
 

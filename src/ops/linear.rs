@@ -37,8 +37,16 @@ pub(crate) fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, ac
     Ok(out)
 }
 
-/// Backward kernel from the saved output: `(dx, dw, db)` for 2-D `x (m x k)` and `w (k x n)`.
-pub(crate) fn backward(x: &Tensor, w: &Tensor, out: &Tensor, grad: &Tensor, act: Option<Unary>) -> Result<(Tensor, Tensor, Tensor)> {
+/// Backward kernel from the saved output: `(dx, dw, db)` for 2-D `x (m x k)` and `w (k x n)`; `dx`
+/// only when `input_grad` (the model's input needs none, which saves a GEMM in the first layer).
+pub(crate) fn backward(
+    x: &Tensor,
+    w: &Tensor,
+    out: &Tensor,
+    grad: &Tensor,
+    act: Option<Unary>,
+    input_grad: bool,
+) -> Result<(Option<Tensor>, Tensor, Tensor)> {
     let grad = grad.contiguous()?;
     let dpre = match act {
         Some(u) => out.contiguous()?.apply_op2_no_bwd(&grad, &UnaryBackward(u))?,
@@ -46,7 +54,7 @@ pub(crate) fn backward(x: &Tensor, w: &Tensor, out: &Tensor, grad: &Tensor, act:
     };
     let db = dpre.apply_op1_no_bwd(&ColumnSum)?;
     let dw = x.t()?.matmul(&dpre)?;
-    let dx = dpre.matmul(&w.t()?)?;
+    let dx = if input_grad { Some(dpre.matmul(&w.t()?)?) } else { None };
     Ok((dx, dw, db))
 }
 
@@ -111,8 +119,8 @@ impl CustomOp3 for LinearOp {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, out: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = backward(x, w, out, grad, self.0)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let (dx, dw, db) = backward(x, w, out, grad, self.0, x.track_op())?;
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 
