@@ -276,7 +276,7 @@ def test_the_gil_is_released_during_fit(data):
         t.join()
     # A held GIL would starve the ticker for a whole (large) batch; released, it keeps ticking.
     during = [tick for tick in ticks if start <= tick <= start + took]
-    assert len(during) >= took / 0.05
+    assert len(during) >= took / 0.01  # ~1 ms sleeps: one tick per 10 ms at the very least
     assert np.diff(ticks).max() < 0.25
 
 
