@@ -328,3 +328,11 @@ def test_model_config_round_trip(cnn):
     assert [l._class_name for l in clone.layers] == [l._class_name for l in cnn.layers]
     assert clone.count_params() == cnn.count_params()
     assert kandle.models.model_from_json(cnn.to_json()).output_shape == cnn.output_shape
+
+
+def test_large_predict_batches_match_small_ones():
+    # Inference unfolds a few images at a time; the result must not depend on how many.
+    set_random_seed(5)
+    model = Sequential([Conv2D(64, (3, 3), activation="relu", input_shape=(30, 30, 32)), Flatten(), Dense(3)])
+    x = np.random.default_rng(1).random((70, 30, 30, 32), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, batch_size=70), model.predict(x, batch_size=1), rtol=1e-5, atol=1e-6)

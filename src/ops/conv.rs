@@ -11,6 +11,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
+/// Elements of the im2col matrix unfolded at once during inference (16 MB of f32).
+const INFERENCE_COLS: usize = 4 << 20;
+
 pub struct Conv2dOp {
     pub win: Window,
     pub act: Option<Unary>,
@@ -25,12 +28,23 @@ impl Conv2dOp {
     }
 
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
-        let k = self.win.kh * self.win.kw * c;
-        let m = n * self.win.out_h * self.win.out_w;
-        let cols = Im2Col { win: self.win, c }.run(x, n);
-        let out = linear::forward(&cols, w, b, m, k, self.act)?;
+        let (k, f) = (self.win.kh * self.win.kw * c, b.len());
+        let rows = self.win.out_h * self.win.out_w;
+        let unfold = Im2Col { win: self.win, c };
+        let mut out = vec![T::zero(); n * rows * f];
         if self.save {
-            *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(cols, (m, k), &Device::Cpu)?);
+            let cols = unfold.run(x, n);
+            linear::forward_into(&cols, w, b, n * rows, k, self.act, &mut out)?;
+            *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(cols, (n * rows, k), &Device::Cpu)?);
+        } else {
+            // Inference keeps nothing for a backward pass, so it unfolds a few images at a time:
+            // a predict batch of 256 would otherwise build a 230 MB matrix for the second layer.
+            let per_chunk = (INFERENCE_COLS / (rows * k).max(1)).clamp(1, n.max(1));
+            let image = self.win.in_h * self.win.in_w * c;
+            for (imgs, dst) in x.chunks(per_chunk * image).zip(out.chunks_mut(per_chunk * rows * f)) {
+                let nb = imgs.len() / image;
+                linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
+            }
         }
         Ok(out)
     }

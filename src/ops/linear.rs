@@ -28,12 +28,16 @@ pub(crate) fn matmul<T: Elem>(lhs: &[T], rhs: &[T], dst: &mut [T], m: usize, k: 
     Ok(())
 }
 
-/// Forward kernel: `act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`.
-pub(crate) fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
-    let n = b.len();
-    let mut out = vec![T::zero(); m * n];
-    matmul(x, w, &mut out, m, k, n)?;
-    BiasAct(act).apply_in_place(&mut out, b);
+/// Forward kernel: `out = act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`, `out (m x n)`.
+pub(crate) fn forward_into<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>, out: &mut [T]) -> Result<()> {
+    matmul(x, w, out, m, k, b.len())?;
+    BiasAct(act).apply_in_place(out, b);
+    Ok(())
+}
+
+fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
+    let mut out = vec![T::zero(); m * b.len()];
+    forward_into(x, w, b, m, k, act, &mut out)?;
     Ok(out)
 }
 
