@@ -335,4 +335,4 @@ def test_large_predict_batches_match_small_ones():
     set_random_seed(5)
     model = Sequential([Conv2D(64, (3, 3), activation="relu", input_shape=(30, 30, 32)), Flatten(), Dense(3)])
     x = np.random.default_rng(1).random((70, 30, 30, 32), dtype=np.float32)
-    np.testing.assert_allclose(model.predict(x, batch_size=70), model.predict(x, batch_size=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, batch_size=70), model.predict(x, batch_size=1), rtol=1e-4, atol=1e-5)
