@@ -336,3 +336,35 @@ def test_large_predict_batches_match_small_ones():
     model = Sequential([Conv2D(64, (3, 3), activation="relu", input_shape=(30, 30, 32)), Flatten(), Dense(3)])
     x = np.random.default_rng(1).random((70, 30, 30, 32), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x, batch_size=70), model.predict(x, batch_size=1), rtol=1e-4, atol=1e-5)
+
+
+def test_fit_on_float64_arrays_makes_no_full_size_copy():
+    # In a fresh process, so the peak RSS is this fit's: a 400 MB float64 x may not be copied whole
+    # (a float32 copy would add 200 MB, a float64 one 400 MB).
+    import subprocess
+    import sys
+
+    script = """
+import resource, numpy as np
+from kandle.models import Sequential
+from kandle.layers import Flatten, Dense
+x = np.random.default_rng(0).random((50000, 32, 32, 1))   # 410 MB of float64, pages touched
+y = np.eye(10)[np.arange(50000) % 10]
+model = Sequential([Flatten(input_shape=(32, 32, 1)), Dense(10, activation="softmax")])
+model.compile("sgd", "categorical_crossentropy")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+model.predict(x, batch_size=1024)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+    grown = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+                .stdout.strip().splitlines()[-1])
+    assert grown < 100 * 2**20
+
+
+def test_initial_epoch_continues_the_epoch_count(cnn, data, capsys):
+    x, y, _ = data
+    h = cnn.fit(x, y, epochs=3, initial_epoch=1, verbose=1)
+    assert h.epoch == [1, 2] and len(h.history["loss"]) == 2
+    out = capsys.readouterr().out
+    assert "Epoch 2/3" in out and "Epoch 3/3" in out and "Epoch 1/3" not in out
