@@ -60,12 +60,11 @@ TUTORIAL_CNN = [
     ("Dense", (NUM_CLASSES,), {"activation": "softmax"}),
 ]
 
-# The chapter-1 dense network. NOTE: provisional -- align with the chapter-1 notebook once it
-# exists (layer widths and output size).
+# The chapter-1 dense network, as in notebooks/01_simple_nn.ipynb.
 CHAPTER1_DENSE_NET = [
     ("Flatten", (), {}),
     ("Dense", (1000,), {"activation": "relu"}),
-    ("Dense", (1000,), {"activation": "relu"}),
+    ("Dense", (500,), {"activation": "relu"}),
     ("Dense", (NUM_CLASSES,), {"activation": "softmax"}),
 ]
 
@@ -399,7 +398,7 @@ def write_report(path, args, impls, results, versions):
         f"Optimizer {OPTIMIZER[0]}({', '.join(f'{k}={v}' for k, v in OPTIMIZER[1].items())}), "
         f"loss {LOSS}, random float32 inputs of shape {IMAGE_SHAPE}, {NUM_CLASSES} classes; "
         f"{args.warmup} warm-up steps per worker before timing. The chapter-1 dense net is "
-        "provisional (`CHAPTER1_DENSE_NET` in benches/bench.py).",
+        "notebooks/01_simple_nn.ipynb's (`CHAPTER1_DENSE_NET` in benches/bench.py).",
         "",
         "## Machine",
         "",

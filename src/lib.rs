@@ -17,5 +17,8 @@ pub mod model;
 pub mod saving;
 pub mod training;
 
+#[cfg(test)]
+mod gradcheck;
+
 #[cfg(feature = "python")]
 mod py;

@@ -1,12 +1,14 @@
 //! Metrics by their Keras names. Each gives the sum over a batch of a per-sample value; the training
 //! loop keeps sample-weighted running means, as Keras's metric objects do.
 
-use crate::losses::Loss;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
+    /// 'acc'/'accuracy': binary for one output unit, sparse for class-index targets, else categorical
+    /// (Keras 3 decides from the shapes).
+    Accuracy,
     CategoricalAccuracy,
     SparseCategoricalAccuracy,
     BinaryAccuracy,
@@ -23,16 +25,11 @@ pub struct Metric {
 }
 
 impl Metric {
-    /// Resolves a name as Keras does: 'acc'/'accuracy' follow the loss; 'mse' logs under the 2018
-    /// name 'mean_squared_error' (History answers to both spellings).
-    pub fn resolve(name: &str, loss: Loss) -> Result<Self> {
-        let accuracy = match loss {
-            Loss::SparseCategoricalCrossentropy => MetricKind::SparseCategoricalAccuracy,
-            Loss::BinaryCrossentropy => MetricKind::BinaryAccuracy,
-            _ => MetricKind::CategoricalAccuracy,
-        };
+    /// Resolves a name as Keras does; 'mse' logs under the 2018 name 'mean_squared_error' (History
+    /// answers to both spellings).
+    pub fn resolve(name: &str) -> Result<Self> {
         let (log_name, kind) = match name {
-            "acc" | "accuracy" => (name, accuracy),
+            "acc" | "accuracy" => (name, MetricKind::Accuracy),
             "mse" | "mean_squared_error" => ("mean_squared_error", MetricKind::MeanSquaredError),
             "mae" | "mean_absolute_error" => ("mean_absolute_error", MetricKind::MeanAbsoluteError),
             "categorical_accuracy" => (name, MetricKind::CategoricalAccuracy),
@@ -55,7 +52,14 @@ impl Metric {
             Ok(if sparse_y { y.flatten_all()?.to_dtype(DType::U32)? } else { y.argmax(D::Minus1)? })
         };
         let count = |t: Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?) };
-        match self.kind {
+        let kind = match self.kind {
+            MetricKind::Accuracy if p.dims().last() == Some(&1) => MetricKind::BinaryAccuracy,
+            MetricKind::Accuracy if sparse_y => MetricKind::SparseCategoricalAccuracy,
+            MetricKind::Accuracy => MetricKind::CategoricalAccuracy,
+            k => k,
+        };
+        match kind {
+            MetricKind::Accuracy => unreachable!("resolved above"),
             MetricKind::CategoricalAccuracy | MetricKind::SparseCategoricalAccuracy => {
                 count(p.argmax(D::Minus1)?.eq(&y_class()?)?)
             }

@@ -72,7 +72,7 @@ impl Sequential {
     }
 
     pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[String]) -> Result<()> {
-        let metrics = metrics.iter().map(|m| Metric::resolve(m, loss)).collect::<Result<Vec<_>>>()?;
+        let metrics = metrics.iter().map(|m| Metric::resolve(m)).collect::<Result<Vec<_>>>()?;
         self.compiled = Some(Compiled { loss, metrics, optimizer });
         Ok(())
     }

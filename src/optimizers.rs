@@ -1,6 +1,7 @@
 //! Optimizers with Keras 3's defaults and update rules (keras/src/optimizers/*.py), applied to
 //! candle `Var`s in place.
 
+use crate::ops::update::{update1, update2};
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -141,7 +142,7 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of every variable that has a gradient.
+    /// One update of every variable that has a gradient, in place (Keras 3's formulas).
     pub fn step(&mut self, vars: &[&Var], grads: &GradStore) -> Result<()> {
         if self.slots.len() != vars.len() {
             self.init_slots(vars)?;
@@ -151,58 +152,43 @@ impl Optimizer {
         for (var, slots) in vars.iter().zip(self.slots.iter_mut()) {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
             let w = var.as_tensor();
-            let new_w = match self.rule {
-                Rule::Sgd { momentum, nesterov } => {
-                    if momentum > 0.0 {
-                        let m = slots[0].affine(momentum, 0.0)?.sub(&g.affine(lr, 0.0)?)?;
-                        let w_new = if nesterov {
-                            w.add(&m.affine(momentum, 0.0)?)?.sub(&g.affine(lr, 0.0)?)?
-                        } else {
-                            w.add(&m)?
-                        };
-                        slots[0] = m;
-                        w_new
+            match self.rule {
+                Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
+                    update1(&slots[0], g, |m, [g]| momentum * m - lr * g)?;
+                    if nesterov {
+                        update2(w, &slots[0], g, |w, [m, g]| w + momentum * m - lr * g)?;
                     } else {
-                        w.sub(&g.affine(lr, 0.0)?)?
+                        update1(w, &slots[0], |w, [m]| w + m)?;
                     }
                 }
+                Rule::Sgd { .. } => update1(w, g, |w, [g]| w - lr * g)?,
                 Rule::Adam { beta_1, beta_2, epsilon } => {
                     let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
-                    let m = slots[0].add(&g.sub(&slots[0])?.affine(1.0 - beta_1, 0.0)?)?;
-                    let v = slots[1].add(&g.sqr()?.sub(&slots[1])?.affine(1.0 - beta_2, 0.0)?)?;
-                    let w_new = w.sub(&m.affine(alpha, 0.0)?.div(&v.sqrt()?.affine(1.0, epsilon)?)?)?;
-                    slots[0] = m;
-                    slots[1] = v;
-                    w_new
+                    update1(&slots[0], g, |m, [g]| m + (g - m) * (1.0 - beta_1))?;
+                    update1(&slots[1], g, |v, [g]| v + (g * g - v) * (1.0 - beta_2))?;
+                    update2(w, &slots[0], &slots[1], |w, [m, v]| w - alpha * m / (v.sqrt() + epsilon))?;
                 }
                 Rule::RmsProp { rho, momentum, epsilon, centered } => {
-                    let vel = slots[0].affine(rho, 0.0)?.add(&g.sqr()?.affine(1.0 - rho, 0.0)?)?;
-                    let denom = if centered {
-                        let avg = slots[2].affine(rho, 0.0)?.add(&g.affine(1.0 - rho, 0.0)?)?;
-                        let d = vel.sub(&avg.sqr()?)?.affine(1.0, epsilon)?;
-                        slots[2] = avg;
-                        d
+                    update1(&slots[0], g, |v, [g]| rho * v + (1.0 - rho) * g * g)?;
+                    let denominator = if centered {
+                        update1(&slots[2], g, |a, [g]| rho * a + (1.0 - rho) * g)?;
+                        slots[0].sub(&slots[2].sqr()?)?
                     } else {
-                        vel.affine(1.0, epsilon)?
+                        slots[0].clone()
                     };
-                    let increment = g.affine(lr, 0.0)?.div(&denom.sqrt()?)?;
-                    slots[0] = vel;
+                    let step = |g: f64, d: f64| lr * g / (d + epsilon).sqrt();
                     if momentum > 0.0 {
-                        let mom = slots[1].affine(momentum, 0.0)?.add(&increment)?;
-                        slots[1] = mom.clone();
-                        w.sub(&mom)?
+                        update2(&slots[1], g, &denominator, |m, [g, d]| momentum * m + step(g, d))?;
+                        update1(w, &slots[1], |w, [m]| w - m)?;
                     } else {
-                        w.sub(&increment)?
+                        update2(w, g, &denominator, |w, [g, d]| w - step(g, d))?;
                     }
                 }
                 Rule::Adagrad { epsilon, .. } => {
-                    let acc = slots[0].add(&g.sqr()?)?;
-                    let w_new = w.sub(&g.affine(lr, 0.0)?.div(&acc.affine(1.0, epsilon)?.sqrt()?)?)?;
-                    slots[0] = acc;
-                    w_new
+                    update1(&slots[0], g, |a, [g]| a + g * g)?;
+                    update2(w, g, &slots[0], |w, [g, a]| w - lr * g / (a + epsilon).sqrt())?;
                 }
-            };
-            var.set(&new_w)?;
+            }
         }
         self.iterations += 1;
         Ok(())

@@ -1,10 +1,10 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{incompatible, new_var, param, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
-use crate::ops::{im2col::im2col, Window};
+use crate::ops::{conv::conv2d, Window};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 use serde_json::{json, Value};
@@ -93,6 +93,17 @@ impl Conv2D {
     }
 }
 
+impl Conv2D {
+    /// One fused op for conv + bias + element-wise activation; a softmax (or `forward_pre`) is
+    /// applied after it.
+    fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
+        let (fused, rest) = split_activation(self.cfg.activation, with_activation);
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel, train)?;
+        let y = conv2d(x, &param(&self.kernel, train), &bias, self.win, fused, train)?;
+        rest.apply(&y)
+    }
+}
+
 impl Layer for Conv2D {
     fn class_name(&self) -> &'static str {
         "Conv2D"
@@ -117,13 +128,10 @@ impl Layer for Conv2D {
     }
 
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let n = x.dim(0)?;
-        let k = self.kernel.dims().iter().take(3).product::<usize>();
-        let cols = im2col(x, self.win)?;
-        let mut y = cols.matmul(&param(&self.kernel, train).reshape((k, self.cfg.filters))?)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&param(b, train))?;
-        }
-        Ok(y.reshape((n, self.win.out_h, self.win.out_w, self.cfg.filters))?)
+        self.compute(x, train, false)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.compute(x, train, true)
     }
 }

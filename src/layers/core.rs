@@ -1,6 +1,7 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{incompatible, new_var, param, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
+use crate::ops::linear::linear;
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::Result;
@@ -66,6 +67,20 @@ impl Dense {
     }
 }
 
+impl Dense {
+    fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
+        let (fused, rest) = split_activation(self.cfg.activation, with_activation);
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.units, &self.kernel, train)?;
+        let y = rest.apply(&linear(&flat, &param(&self.kernel, train), &bias, fused)?)?;
+        let mut out = dims;
+        *out.last_mut().unwrap() = self.cfg.units;
+        Ok(y.reshape(out)?)
+    }
+}
+
 impl Layer for Dense {
     fn class_name(&self) -> &'static str {
         "Dense"
@@ -90,16 +105,11 @@ impl Layer for Dense {
     }
 
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
-        let mut y = flat.matmul(&param(&self.kernel, train))?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&param(b, train))?;
-        }
-        let mut out = dims;
-        *out.last_mut().unwrap() = self.cfg.units;
-        Ok(y.reshape(out)?)
+        self.compute(x, train, false)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.compute(x, train, true)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod regularization;
 pub mod reshaping;
 
 use crate::activations::Activation;
+use crate::ops::unary::Unary;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 pub use config::Cfg;
@@ -97,6 +98,24 @@ pub(crate) fn param(v: &Var, train: bool) -> Tensor {
         v.as_tensor().clone()
     } else {
         v.as_tensor().detach()
+    }
+}
+
+/// The bias as a tensor, or zeros for `use_bias=False` (the fused ops always take one).
+pub(crate) fn bias_or_zeros(bias: Option<&Var>, units: usize, like: &Var, train: bool) -> Result<Tensor> {
+    Ok(match bias {
+        Some(b) => param(b, train),
+        None => Tensor::zeros(units, like.dtype(), like.device())?,
+    })
+}
+
+/// The part of a layer's activation that can be fused into its op (element-wise ones) and the part
+/// applied after it (softmax); nothing at all for `forward_pre` (`with_activation` false).
+pub(crate) fn split_activation(act: Activation, with_activation: bool) -> (Option<Unary>, Activation) {
+    match act {
+        Activation::Elementwise(u) if with_activation => (Some(u), Activation::Linear),
+        other if with_activation => (None, other),
+        _ => (None, Activation::Linear),
     }
 }
 

@@ -4,6 +4,7 @@
 use super::{contiguous, unsupported, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// `(n, h, w, c)` -> `(n*oh*ow, kh*kw*c)`, zeros where the window reads padding.
 #[derive(Clone, Copy, Debug)]
@@ -20,18 +21,26 @@ pub struct Col2Im {
 }
 
 impl Im2Col {
-    fn run<T: Elem>(&self, x: &[T], n: usize) -> Vec<T> {
+    pub(crate) fn run<T: Elem>(&self, x: &[T], n: usize) -> Vec<T> {
         let Window { in_h, in_w, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w } = self.win;
         let c = self.c;
         let k = kh * kw * c;
         let mut out = vec![T::zero(); n * out_h * out_w * k];
-        for b in 0..n {
-            let img = &x[b * in_h * in_w * c..(b + 1) * in_h * in_w * c];
+        out.par_chunks_mut(out_h * out_w * k).zip(x.par_chunks(in_h * in_w * c)).for_each(|(cols, img)| {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let row = &mut out[((b * out_h + oy) * out_w + ox) * k..][..k];
+                    let row = &mut cols[(oy * out_w + ox) * k..][..k];
+                    // The window's columns are adjacent pixels: one copy of kw*c values per row
+                    // when the window lies inside the input horizontally.
+                    let x0 = (ox * sw) as isize - pad_left as isize;
+                    let inside = x0 >= 0 && x0 as usize + kw <= in_w;
                     for ky in 0..kh {
                         let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        if inside {
+                            let src = &img[(iy * in_w + x0 as usize) * c..][..kw * c];
+                            row[ky * kw * c..][..kw * c].copy_from_slice(src);
+                            continue;
+                        }
                         for kx in 0..kw {
                             let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
                             let src = &img[(iy * in_w + ix) * c..][..c];
@@ -40,7 +49,7 @@ impl Im2Col {
                     }
                 }
             }
-        }
+        });
         out
     }
 }
@@ -51,13 +60,21 @@ impl Col2Im {
         let c = self.c;
         let k = kh * kw * c;
         let mut out = vec![T::zero(); n * in_h * in_w * c];
-        for b in 0..n {
-            let img = &mut out[b * in_h * in_w * c..(b + 1) * in_h * in_w * c];
+        out.par_chunks_mut(in_h * in_w * c).zip(cols.par_chunks(out_h * out_w * k)).for_each(|(img, cols)| {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let row = &cols[((b * out_h + oy) * out_w + ox) * k..][..k];
+                    let row = &cols[(oy * out_w + ox) * k..][..k];
+                    let x0 = (ox * sw) as isize - pad_left as isize;
+                    let inside = x0 >= 0 && x0 as usize + kw <= in_w;
                     for ky in 0..kh {
                         let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                        if inside {
+                            let dst = &mut img[(iy * in_w + x0 as usize) * c..][..kw * c];
+                            for (d, s) in dst.iter_mut().zip(&row[ky * kw * c..][..kw * c]) {
+                                *d = *d + *s;
+                            }
+                            continue;
+                        }
                         for kx in 0..kw {
                             let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
                             let dst = &mut img[(iy * in_w + ix) * c..][..c];
@@ -68,7 +85,7 @@ impl Col2Im {
                     }
                 }
             }
-        }
+        });
         out
     }
 }

@@ -3,9 +3,13 @@
 //! (candle's `max_pool2d` backward is off by the pool area, `softmax_last_dim` has none, and its
 //! ReLU passes gradient at exactly 0).
 
+pub mod bias_act;
+pub mod conv;
 pub mod im2col;
+pub mod linear;
 pub mod pool;
 pub mod unary;
+pub mod update;
 
 use candle_core::{CpuStorage, DType, Layout, Result, WithDType};
 

@@ -4,6 +4,7 @@
 use super::{contiguous, unsupported, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// `(n, h, w, c)` -> `(n, oh, ow, c)`. Padding ('same') never wins: it is skipped, not read as 0.
@@ -26,10 +27,11 @@ impl MaxPool2d {
         let len = n * out_h * out_w * c;
         let mut out = vec![T::neg_infinity(); len];
         let mut arg = vec![0u32; len];
-        for b in 0..n {
+        let per_image = out_h * out_w * c;
+        out.par_chunks_mut(per_image).zip(arg.par_chunks_mut(per_image)).enumerate().for_each(|(b, (out, arg))| {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    let o = ((b * out_h + oy) * out_w + ox) * c;
+                    let o = (oy * out_w + ox) * c;
                     for ky in 0..kh {
                         let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
                         for kx in 0..kw {
@@ -47,7 +49,7 @@ impl MaxPool2d {
                     }
                 }
             }
-        }
+        });
         (out, arg)
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{contiguous, unsupported, Elem};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
@@ -22,11 +22,12 @@ pub enum Unary {
 
 impl Unary {
     #[inline]
-    fn f<T: Elem>(self, x: T) -> T {
+    pub(crate) fn f<T: Elem>(self, x: T) -> T {
         let one = T::one();
         let c = |v: f64| T::from(v).unwrap();
         match self {
-            Unary::Relu => if x > T::zero() { x } else { T::zero() },
+            // `<=` lets NaN through, as TensorFlow's relu does.
+            Unary::Relu => if x <= T::zero() { T::zero() } else { x },
             Unary::Sigmoid => {
                 // Never evaluates exp of a large positive number.
                 if x >= T::zero() { one / (one + (-x).exp()) } else { let e = x.exp(); e / (one + e) }
@@ -40,20 +41,21 @@ impl Unary {
         }
     }
 
-    /// d f / d x from the input `x` and the output `y`, as TensorFlow's *Grad kernels compute it.
+    /// d f / d x from the output `y` alone (every activation here is monotone, so `y` determines
+    /// `x`'s side of the kink); matches TensorFlow's *Grad kernels, including ReLU's 0 at exactly 0.
     #[inline]
-    fn df<T: Elem>(self, x: T, y: T) -> T {
+    pub(crate) fn df<T: Elem>(self, y: T) -> T {
         let one = T::one();
+        let c = |v: f64| T::from(v).unwrap();
         match self {
-            Unary::Relu => if x > T::zero() { one } else { T::zero() },
+            Unary::Relu => if y > T::zero() { one } else { T::zero() },
             Unary::Sigmoid => y * (one - y),
             Unary::Tanh => one - y * y,
-            Unary::Elu => if x > T::zero() { one } else { y + one },
-            Unary::Selu => {
-                let c = |v: f64| T::from(v).unwrap();
-                if x > T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) }
-            }
-            Unary::Softplus => Unary::Sigmoid.f(x),
+            // TF's EluGrad/SeluGrad select on `output < 0`, so x = 0 takes the positive branch.
+            Unary::Elu => if y >= T::zero() { one } else { y + one },
+            Unary::Selu => if y >= T::zero() { c(SELU_SCALE) } else { y + c(SELU_SCALE * SELU_ALPHA) },
+            // softplus' = sigmoid(x) = 1 - exp(-y)
+            Unary::Softplus => one - (-y).exp(),
         }
     }
 }
@@ -65,52 +67,55 @@ impl CustomOp1 for Unary {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(contiguous::<f32>(s, l)?.iter().map(|&x| self.f(x)).collect()),
-            CpuStorage::F64(_) => CpuStorage::F64(contiguous::<f64>(s, l)?.iter().map(|&x| self.f(x)).collect()),
+            CpuStorage::F32(_) => CpuStorage::F32(par_map(contiguous::<f32>(s, l)?, |x| self.f(x))),
+            CpuStorage::F64(_) => CpuStorage::F64(par_map(contiguous::<f64>(s, l)?, |x| self.f(x))),
             _ => return Err(unsupported(self.name(), s.dtype())),
         };
         Ok((out, l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        Ok(Some(arg.apply_op3_no_bwd(res, &grad, &UnaryBackward(*self))?))
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &UnaryBackward(*self))?))
     }
 }
 
-/// `grad * f'(x, y)`, element-wise.
-struct UnaryBackward(Unary);
+/// Element-wise map, split across threads for large tensors.
+pub(crate) fn par_map<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(o, i)| {
+        o.iter_mut().zip(i).for_each(|(o, &i)| *o = f(i));
+    });
+    out
+}
 
-impl CustomOp3 for UnaryBackward {
+/// Elements per parallel task: big enough that scheduling costs nothing, small enough to split.
+pub(crate) const PAR_CHUNK: usize = 1 << 15;
+
+/// `grad * f'(y)`, element-wise, from the saved output `y`.
+pub(crate) struct UnaryBackward(pub Unary);
+
+impl CustomOp2 for UnaryBackward {
     fn name(&self) -> &'static str {
         "kandle-activation-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Elem>(op: Unary, x: &[T], y: &[T], g: &[T]) -> Vec<T> {
-            x.iter().zip(y).zip(g).map(|((&x, &y), &g)| g * op.df(x, y)).collect()
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Elem>(op: Unary, y: &[T], g: &[T]) -> Vec<T> {
+            use rayon::prelude::*;
+            let mut out = vec![T::zero(); y.len()];
+            out.par_chunks_mut(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK))).for_each(
+                |(o, (y, g))| {
+                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                        *o = g * op.df(y);
+                    }
+                },
+            );
+            out
         }
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(
-                self.0,
-                contiguous::<f32>(s1, l1)?,
-                contiguous::<f32>(s2, l2)?,
-                contiguous::<f32>(s3, l3)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(run(
-                self.0,
-                contiguous::<f64>(s1, l1)?,
-                contiguous::<f64>(s2, l2)?,
-                contiguous::<f64>(s3, l3)?,
-            )),
+            CpuStorage::F32(_) => CpuStorage::F32(run(self.0, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(run(self.0, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?)),
             _ => return Err(unsupported(self.name(), s1.dtype())),
         };
         Ok((out, l1.shape().clone()))

@@ -58,8 +58,24 @@ fn loss_values<'py>(
     arrays::to_numpy(py, &out)
 }
 
+/// glibc hands buffers above its (dynamic) mmap threshold back to the OS when they are freed, and a
+/// training step frees and re-allocates tens of MB of them: measured on the tutorial CNN, 500k page
+/// faults in 20 steps by default, 80k with these settings. Buffers up to 32 MiB now come from the heap
+/// and up to 512 MiB of free heap is kept for reuse. Skipped when the user tuned malloc already.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only changes allocator tunables; it is safe to call at any time.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
+    }
+}
+
 #[pymodule]
 fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    tune_malloc();
     m.add_class::<model::ModelCore>()?;
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
@@ -72,3 +88,4 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(saving::load_model, m)?)?;
     Ok(())
 }
+
