@@ -1,6 +1,6 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer, Shapes};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
@@ -56,9 +56,7 @@ impl Conv2dConfig {
 
 pub struct Conv2D {
     cfg: Conv2dConfig,
-    name: String,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
+    shapes: Shapes,
     win: Window,
     kernel: Var,
     bias: Option<Var>,
@@ -88,8 +86,8 @@ impl Conv2D {
             true => Some(new_var(cfg.bias_initializer.sample(f, kh * kw * c, kh * kw * f), &[f], dtype)?),
             false => None,
         };
-        let output_shape = vec![win.out_h, win.out_w, f];
-        Ok(Conv2D { cfg, name, input_shape: input_shape.to_vec(), output_shape, win, kernel, bias })
+        let shapes = Shapes::new(name, input_shape, vec![win.out_h, win.out_w, f]);
+        Ok(Conv2D { cfg, shapes, win, kernel, bias })
     }
 }
 
@@ -108,14 +106,8 @@ impl Layer for Conv2D {
     fn class_name(&self) -> &'static str {
         "Conv2D"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn activation(&self) -> Activation {
         self.cfg.activation
@@ -124,7 +116,7 @@ impl Layer for Conv2D {
         std::iter::once(&self.kernel).chain(self.bias.as_ref()).collect()
     }
     fn config(&self) -> Value {
-        self.cfg.to_json(&self.name)
+        self.cfg.to_json(&self.shapes.name)
     }
 
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {

@@ -1,6 +1,6 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer};
+use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer, Shapes};
 use crate::ops::linear::linear;
 use crate::activations::Activation;
 use crate::initializers::Initializer;
@@ -40,9 +40,7 @@ impl DenseConfig {
 /// `y = activation(x @ kernel + bias)` on the last axis; kernel `(in, units)` as in Keras.
 pub struct Dense {
     cfg: DenseConfig,
-    name: String,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
+    shapes: Shapes,
     kernel: Var,
     bias: Option<Var>,
 }
@@ -63,7 +61,7 @@ impl Dense {
         };
         let mut output_shape = input_shape.to_vec();
         *output_shape.last_mut().unwrap() = units;
-        Ok(Dense { cfg, name, input_shape: input_shape.to_vec(), output_shape, kernel, bias })
+        Ok(Dense { cfg, shapes: Shapes::new(name, input_shape, output_shape), kernel, bias })
     }
 }
 
@@ -85,14 +83,8 @@ impl Layer for Dense {
     fn class_name(&self) -> &'static str {
         "Dense"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn activation(&self) -> Activation {
         self.cfg.activation
@@ -101,7 +93,7 @@ impl Layer for Dense {
         std::iter::once(&self.kernel).chain(self.bias.as_ref()).collect()
     }
     fn config(&self) -> Value {
-        self.cfg.to_json(&self.name)
+        self.cfg.to_json(&self.shapes.name)
     }
 
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -130,13 +122,12 @@ impl ActivationConfig {
 /// `Activation('relu')`: an activation as a layer of its own.
 pub struct ActivationLayer {
     cfg: ActivationConfig,
-    name: String,
-    shape: Vec<usize>,
+    shapes: Shapes,
 }
 
 impl ActivationLayer {
     pub fn new(cfg: ActivationConfig, name: String, input_shape: &[usize]) -> Self {
-        ActivationLayer { cfg, name, shape: input_shape.to_vec() }
+        ActivationLayer { cfg, shapes: Shapes::new(name, input_shape, input_shape.to_vec()) }
     }
 }
 
@@ -144,20 +135,14 @@ impl Layer for ActivationLayer {
     fn class_name(&self) -> &'static str {
         "Activation"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn activation(&self) -> Activation {
         self.cfg.activation
     }
     fn config(&self) -> Value {
-        self.cfg.to_json(&self.name)
+        self.cfg.to_json(&self.shapes.name)
     }
     fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         Ok(x.clone())

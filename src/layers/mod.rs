@@ -22,9 +22,16 @@ use std::sync::Mutex;
 /// losses the logits of a final softmax/sigmoid (Keras computes cross-entropy from them).
 pub trait Layer: Send + Sync {
     fn class_name(&self) -> &'static str;
-    fn name(&self) -> &str;
-    fn input_shape(&self) -> &[usize];
-    fn output_shape(&self) -> &[usize];
+    fn shapes(&self) -> &Shapes;
+    fn name(&self) -> &str {
+        &self.shapes().name
+    }
+    fn input_shape(&self) -> &[usize] {
+        &self.shapes().input
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shapes().output
+    }
     fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor>;
     fn activation(&self) -> Activation {
         Activation::Linear
@@ -43,6 +50,19 @@ pub trait Layer: Send + Sync {
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.activation().apply(&self.forward_pre(x, train)?)
+    }
+}
+
+/// A built layer's name and per-sample shapes, as `summary()` shows them.
+pub struct Shapes {
+    pub name: String,
+    pub input: Vec<usize>,
+    pub output: Vec<usize>,
+}
+
+impl Shapes {
+    pub fn new(name: String, input: &[usize], output: Vec<usize>) -> Self {
+        Shapes { name, input: input.to_vec(), output }
     }
 }
 

@@ -1,6 +1,6 @@
 //! MaxPooling2D, channels last, TensorFlow's padding and flooring.
 
-use super::{incompatible, Cfg, Layer};
+use super::{incompatible, Cfg, Layer, Shapes};
 use crate::error::keras_shape;
 use crate::ops::{pool::max_pool2d, Window};
 use crate::{Error, Result};
@@ -32,9 +32,7 @@ impl Pool2dConfig {
 
 pub struct MaxPooling2D {
     cfg: Pool2dConfig,
-    name: String,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
+    shapes: Shapes,
     win: Window,
 }
 
@@ -51,8 +49,8 @@ impl MaxPooling2D {
                 keras_shape(input_shape)
             ))
         })?;
-        let output_shape = vec![win.out_h, win.out_w, c];
-        Ok(MaxPooling2D { cfg, name, input_shape: input_shape.to_vec(), output_shape, win })
+        let shapes = Shapes::new(name, input_shape, vec![win.out_h, win.out_w, c]);
+        Ok(MaxPooling2D { cfg, shapes, win })
     }
 }
 
@@ -60,17 +58,11 @@ impl Layer for MaxPooling2D {
     fn class_name(&self) -> &'static str {
         "MaxPooling2D"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn config(&self) -> Value {
-        self.cfg.to_json(&self.name)
+        self.cfg.to_json(&self.shapes.name)
     }
     fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         Ok(max_pool2d(x, self.win)?)

@@ -1,7 +1,7 @@
 //! Dropout: inverted dropout while training, the identity otherwise. The mask comes from kandle's
 //! seeded generator (or the layer's own, when `seed` is given), so runs are reproducible.
 
-use super::{Cfg, Layer};
+use super::{Cfg, Layer, Shapes};
 use crate::{rng, Error, Result};
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
@@ -34,8 +34,7 @@ impl DropoutConfig {
 
 pub struct Dropout {
     cfg: DropoutConfig,
-    name: String,
-    shape: Vec<usize>,
+    shapes: Shapes,
     /// The layer's own stream when seeded; `None` draws from the global generator.
     rng: Option<Mutex<ChaCha8Rng>>,
 }
@@ -43,7 +42,7 @@ pub struct Dropout {
 impl Dropout {
     pub fn new(cfg: DropoutConfig, name: String, input_shape: &[usize]) -> Self {
         let rng = cfg.seed.map(|s| Mutex::new(ChaCha8Rng::seed_from_u64(s)));
-        Dropout { cfg, name, shape: input_shape.to_vec(), rng }
+        Dropout { cfg, shapes: Shapes::new(name, input_shape, input_shape.to_vec()), rng }
     }
 
     fn mask(&self, len: usize) -> Vec<f32> {
@@ -63,17 +62,11 @@ impl Layer for Dropout {
     fn class_name(&self) -> &'static str {
         "Dropout"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn config(&self) -> Value {
-        self.cfg.to_json(&self.name)
+        self.cfg.to_json(&self.shapes.name)
     }
     fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
         self.rng.as_ref()

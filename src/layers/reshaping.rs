@@ -1,6 +1,6 @@
 //! Flatten, in channels-last order, so Keras Dense weights after a Flatten load unchanged.
 
-use super::Layer;
+use super::{Layer, Shapes};
 use crate::Result;
 use candle_core::Tensor;
 use serde_json::{json, Value};
@@ -10,14 +10,12 @@ pub fn flatten_config(name: &str) -> Value {
 }
 
 pub struct Flatten {
-    name: String,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
+    shapes: Shapes,
 }
 
 impl Flatten {
     pub fn new(name: String, input_shape: &[usize]) -> Self {
-        Flatten { name, input_shape: input_shape.to_vec(), output_shape: vec![input_shape.iter().product()] }
+        Flatten { shapes: Shapes::new(name, input_shape, vec![input_shape.iter().product()]) }
     }
 }
 
@@ -25,19 +23,13 @@ impl Layer for Flatten {
     fn class_name(&self) -> &'static str {
         "Flatten"
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn input_shape(&self) -> &[usize] {
-        &self.input_shape
-    }
-    fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+    fn shapes(&self) -> &Shapes {
+        &self.shapes
     }
     fn config(&self) -> Value {
-        flatten_config(&self.name)
+        flatten_config(&self.shapes.name)
     }
     fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        Ok(x.reshape((x.dim(0)?, self.output_shape[0]))?)
+        Ok(x.reshape((x.dim(0)?, self.shapes.output[0]))?)
     }
 }
