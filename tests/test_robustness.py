@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from kandle.callbacks import TerminateOnNaN
 from kandle.layers import Activation, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
-from kandle.models import Sequential
+from kandle.models import Sequential, load_model
 
 ACTIVATIONS = ["relu", "softmax", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", None]
 CASES = {"tried": 0}
@@ -72,6 +74,10 @@ def test_random_valid_stacks_predict_finite_outputs_of_the_announced_shape(stack
     model.compile("sgd", "mse")
     loss = model.train_on_batch(x, np.zeros(out.shape))
     assert np.isfinite(loss)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.kandle")
+        model.save(path)
+        np.testing.assert_array_equal(load_model(path).predict(x, batch_size=2), model.predict(x, batch_size=2))
 
 
 @settings(max_examples=60, deadline=None)
@@ -150,3 +156,28 @@ def test_terminate_on_nan_stops_training():
     x[5] = np.nan
     h = model.fit(x, np.zeros((64, 2)), batch_size=8, epochs=5, verbose=0, callbacks=[TerminateOnNaN()])
     assert len(h.history["loss"]) == 1 and np.isnan(h.history["loss"][0])
+
+
+def test_a_second_concurrent_fit_is_refused_while_predict_stays_safe():
+    model = Sequential([Dense(256, activation="relu", input_shape=(256,)), Dense(4, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    x, y = np.random.rand(4000, 256), np.eye(4)[np.random.randint(0, 4, 4000)]
+    started, errors, predictions = threading.Event(), [], []
+    from kandle.callbacks import LambdaCallback
+
+    def train():
+        model.fit(x, y, batch_size=32, epochs=20, verbose=0,
+                  callbacks=[LambdaCallback(on_train_batch_end=lambda b, l: started.set())])
+
+    t = threading.Thread(target=train)
+    t.start()
+    started.wait(10)
+    try:
+        model.fit(x, y, epochs=1, verbose=0)
+    except RuntimeError as e:
+        errors.append(str(e))
+    predictions.append(model.predict(x[:8]))  # between training steps: consistent weights
+    model.stop_training = True
+    t.join()
+    assert errors and "already being trained" in errors[0]
+    assert predictions[0].shape == (8, 4) and np.isfinite(predictions[0]).all()
