@@ -45,3 +45,12 @@ def cnn():
 @pytest.fixture
 def data():
     return small_data()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Reports how many property-based cases the robustness tests tried (hypothesis)."""
+    import sys
+
+    module = sys.modules.get("test_robustness")
+    if module is not None and module.CASES["tried"]:
+        terminalreporter.write_line(f"hypothesis: {module.CASES['tried']} random cases tried, no crash")
