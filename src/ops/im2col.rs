@@ -71,7 +71,7 @@ impl Col2Im {
                         if inside {
                             let dst = &mut img[(iy * in_w + x0 as usize) * c..][..kw * c];
                             for (d, s) in dst.iter_mut().zip(&row[ky * kw * c..][..kw * c]) {
-                                *d = *d + *s;
+                                *d += *s;
                             }
                             continue;
                         }
@@ -79,7 +79,7 @@ impl Col2Im {
                             let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
                             let dst = &mut img[(iy * in_w + ix) * c..][..c];
                             for (d, s) in dst.iter_mut().zip(&row[(ky * kw + kx) * c..][..c]) {
-                                *d = *d + *s;
+                                *d += *s;
                             }
                         }
                     }

@@ -82,12 +82,12 @@ impl candle_core::CustomOp1 for ColumnSum {
                 .map(|block| {
                     let mut acc = vec![T::zero(); n];
                     for row in block.chunks_exact(n) {
-                        acc.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+                        acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
                     }
                     acc
                 })
                 .reduce(|| vec![T::zero(); n], |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
                     a
                 })
         }

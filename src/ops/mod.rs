@@ -14,7 +14,7 @@ pub mod update;
 use candle_core::{CpuStorage, DType, Layout, Result, WithDType};
 
 /// The element types our kernels run on: f32 for models, f64 for gradient checks.
-pub trait Elem: WithDType + num_traits::Float + Send + Sync {}
+pub trait Elem: WithDType + num_traits::Float + std::ops::AddAssign + Send + Sync {}
 impl Elem for f32 {}
 impl Elem for f64 {}
 

@@ -93,7 +93,7 @@ impl CustomOp1 for MaxPool2dBackward<'_> {
         fn scatter<T: Elem>(g: &[T], argmax: &[u32], len: usize) -> Vec<T> {
             let mut out = vec![T::zero(); len];
             for (gi, &ai) in g.iter().zip(argmax) {
-                out[ai as usize] = out[ai as usize] + *gi;
+                out[ai as usize] += *gi;
             }
             out
         }

@@ -11,6 +11,9 @@ use crate::training::{self, Dataset, FitConfig, Logs, SharedModel};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
+/// What `layer_info` returns to Python.
+type LayerInfo = (String, String, Vec<usize>, Vec<usize>, usize, String);
+
 #[pyclass(frozen, module = "kandle._kandle")]
 pub struct ModelCore {
     shared: SharedModel,
@@ -46,7 +49,7 @@ impl ModelCore {
     }
 
     /// `(class_name, name, input_shape, output_shape, count_params, config_json)` of layer `i`.
-    fn layer_info(&self, i: usize) -> PyResult<(String, String, Vec<usize>, Vec<usize>, usize, String)> {
+    fn layer_info(&self, i: usize) -> PyResult<LayerInfo> {
         let model = self.shared.read();
         let l = model.layer(i)?;
         let params = l.weights().iter().map(|w| w.elem_count()).sum();
@@ -64,7 +67,7 @@ impl ModelCore {
         let weights = self.shared.read().layer_weights(i)?;
         weights
             .into_iter()
-            .map(|(data, shape)| Ok(data.into_pyarray(py).reshape(shape)?))
+            .map(|(data, shape)| data.into_pyarray(py).reshape(shape))
             .collect()
     }
 
@@ -178,7 +181,7 @@ impl ModelCore {
         let xb = xs.batches();
         let mut hooks = PyHooks::new(callbacks, None, Phase::Predict);
         let (data, shape) = py.detach(|| training::predict(&self.shared, xb.as_ref(), batch_size, &mut hooks))?;
-        Ok(data.into_pyarray(py).reshape(shape)?)
+        data.into_pyarray(py).reshape(shape)
     }
 
     fn train_on_batch(&self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
