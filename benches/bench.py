@@ -80,6 +80,7 @@ CASES = {
                         "chapter-1 dense net, train_on_batch, batch 32"),
 }
 WARMUP_STEPS = 3
+SETTLE_SECONDS = 1.0
 IMPLS = ("kandle", "keras", "torch")
 
 
@@ -355,6 +356,9 @@ def run_benchmark(args, impls):
             for r in range(args.rounds):
                 order = impls[r % len(impls):] + impls[:r % len(impls)]
                 for impl in order:
+                    # Let the previous worker's thread pools (TensorFlow's and OpenMP's spin-wait
+                    # after a step) go idle, so they do not take cores from the next one.
+                    time.sleep(SETTLE_SECONDS)
                     times[impl] += workers[impl].ask(cmd="run", steps=steps)["times"]
                 print(f"   round {r + 1}/{args.rounds}: " + ", ".join(
                     f"{i} {fmt_time(statistics.median(times[i][-steps:]))}" for i in impls),
