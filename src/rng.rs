@@ -20,11 +20,6 @@ pub fn lock() -> MutexGuard<'static, ChaCha8Rng> {
     global().lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A fresh generator seeded from the global one: lets a layer own its stream.
-pub fn fork() -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(lock().random())
-}
-
 /// Fisher-Yates permutation of `0..n` (the per-epoch shuffle).
 pub fn permutation(n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();

@@ -39,9 +39,6 @@ pub trait Hooks {
     }
 }
 
-pub struct NoHooks;
-impl Hooks for NoHooks {}
-
 /// Samples `indices` of `x` (and `y`).
 pub struct Dataset<'a> {
     pub x: &'a dyn BatchSource,

@@ -1,7 +1,7 @@
 //! Channels-last im2col and its adjoint col2im, so that Conv2D is one GEMM against the Keras kernel
 //! `(kh, kw, in, out)` viewed as `(kh*kw*in, out)`. Each op is the other's gradient.
 
-use super::{contiguous, unsupported, Elem, Window};
+use super::{float_map, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -98,11 +98,7 @@ impl CustomOp1 for Im2Col {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = l.dims()[0];
         let shape = Shape::from((n * self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c));
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s, l)?, n)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s, l)?, n)),
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
+        let out = float_map!(self.name(), s, l, |x| self.run(x, n));
         Ok((out, shape))
     }
 
@@ -119,11 +115,7 @@ impl CustomOp1 for Col2Im {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = l.dims()[0] / (self.win.out_h * self.win.out_w);
         let shape = Shape::from((n, self.win.in_h, self.win.in_w, self.c));
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s, l)?, n)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s, l)?, n)),
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
+        let out = float_map!(self.name(), s, l, |x| self.run(x, n));
         Ok((out, shape))
     }
 

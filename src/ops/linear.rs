@@ -3,7 +3,7 @@
 
 use super::bias_act::BiasAct;
 use super::unary::{Unary, UnaryBackward};
-use super::{contiguous, unsupported, Elem};
+use super::{contiguous, float_map, unsupported, Elem};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -92,11 +92,7 @@ impl candle_core::CustomOp1 for ColumnSum {
                 })
         }
         let &[_, n] = l.dims() else { candle_core::bail!("column-sum expects a matrix") };
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(run(contiguous::<f32>(s, l)?, n)),
-            CpuStorage::F64(_) => CpuStorage::F64(run(contiguous::<f64>(s, l)?, n)),
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
+        let out = float_map!(self.name(), s, l, |x| run(x, n));
         Ok((out, Shape::from(n)))
     }
 }

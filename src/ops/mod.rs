@@ -26,6 +26,25 @@ pub(crate) fn contiguous<'a, T: Elem>(s: &'a CpuStorage, l: &Layout) -> Result<&
     }
 }
 
+/// Runs `$body` with `$x` bound to the contiguous f32 or f64 data of a storage and wraps the result
+/// back into the same dtype; any other dtype is an error naming the op.
+macro_rules! float_map {
+    ($op:expr, $s:expr, $l:expr, |$x:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                let $x = $crate::ops::contiguous::<f32>($s, $l)?;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(_) => {
+                let $x = $crate::ops::contiguous::<f64>($s, $l)?;
+                CpuStorage::F64($body)
+            }
+            _ => return Err($crate::ops::unsupported($op, $s.dtype())),
+        }
+    };
+}
+pub(crate) use float_map;
+
 pub(crate) fn unsupported(op: &str, dtype: DType) -> candle_core::Error {
     candle_core::Error::Msg(format!("{op}: unsupported dtype {dtype:?} (f32 and f64 only)"))
 }

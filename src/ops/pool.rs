@@ -1,7 +1,7 @@
 //! Channels-last max-pooling whose forward pass remembers where each maximum came from, so the
 //! backward pass routes the whole gradient to that one input (TensorFlow's rule, first maximum wins).
 
-use super::{contiguous, unsupported, Elem, Window};
+use super::{contiguous, float_map, unsupported, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -98,11 +98,7 @@ impl CustomOp1 for MaxPool2dBackward<'_> {
             out
         }
         let len = self.input_shape.elem_count();
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(scatter(contiguous::<f32>(s, l)?, self.argmax, len)),
-            CpuStorage::F64(_) => CpuStorage::F64(scatter(contiguous::<f64>(s, l)?, self.argmax, len)),
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
+        let out = float_map!(self.name(), s, l, |g| scatter(g, self.argmax, len));
         Ok((out, self.input_shape.clone()))
     }
 }

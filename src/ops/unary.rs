@@ -2,7 +2,7 @@
 //! 0 at exactly 0; ELU/SELU/sigmoid/tanh gradients are computed from the saved output), and a
 //! last-axis softmax with its backward pass.
 
-use super::{contiguous, unsupported, Elem};
+use super::{contiguous, float_map, unsupported, Elem};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 
@@ -66,11 +66,7 @@ impl CustomOp1 for Unary {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(par_map(contiguous::<f32>(s, l)?, |x| self.f(x))),
-            CpuStorage::F64(_) => CpuStorage::F64(par_map(contiguous::<f64>(s, l)?, |x| self.f(x))),
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
+        let out = float_map!(self.name(), s, l, |x| par_map(x, |v| self.f(v)));
         Ok((out, l.shape().clone()))
     }
 
