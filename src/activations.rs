@@ -54,4 +54,14 @@ impl Activation {
             Activation::Elementwise(u) => unary::unary(x, u)?,
         })
     }
+
+    /// The gradient with respect to the activation's input, from its output `y` and the gradient
+    /// `grad` with respect to that output (every activation here is determined by its output).
+    pub fn backward(self, y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Linear => grad.clone(),
+            Activation::Softmax => unary::softmax_backward(y, grad)?,
+            Activation::Elementwise(u) => unary::unary_backward(y, grad, u)?,
+        })
+    }
 }

@@ -1,18 +1,21 @@
-//! Finite-difference gradient checks for every layer, activation and loss (and one hand-chained
-//! model), in f64: `backward()` against central differences of a fixed random projection.
+//! Finite-difference gradient checks for every layer, activation and loss, and for whole models, in
+//! f64: the training backward pass against central differences of a fixed random projection.
 //!
-//! Each check takes a function `f` of some variables (the input and the layer's weights) built
-//! from kandle's layers and candle ops, forms the scalar `s = sum(f() * r)` with a fixed standard
-//! normal `r`, and compares `ds/dv` from `backward()` with `(s(v + h) - s(v - h)) / 2h` for every
-//! element of every variable. Inputs are placed away from kinks (ReLU/ELU/SELU at 0, |x| at 0,
+//! Each check takes a function `f` of some variables (the input and the layer's weights), forms
+//! the scalar `s = sum(f() * r)` with a fixed standard normal `r`, and compares `ds/dv` from the
+//! backward pass under test (a layer's `backward` given `r` as its output gradient, the loss
+//! gradient the model starts from, or `Sequential::gradients`) with `(s(v + h) - s(v - h)) / 2h`
+//! for every element of every variable. Inputs are placed away from kinks (ReLU/ELU/SELU at 0, |x| at 0,
 //! max-pool ties) so that the finite difference is the derivative; the behaviour exactly at the
 //! kinks, where TensorFlow picks a subgradient, is pinned by separate tests.
 
 use crate::activations::Activation;
-use crate::layers::{build, Layer};
-use crate::losses::Loss;
-use crate::ops::im2col::im2col;
-use crate::ops::unary::{unary, Unary};
+use crate::layers::{build, Layer, Saved};
+use crate::losses::{loss_and_gradient, Loss};
+use crate::model::Sequential;
+use crate::ops::im2col::{col2im, im2col};
+use crate::ops::unary::{unary_backward, Unary};
+use crate::optimizers::Optimizer;
 use crate::ops::Window;
 use crate::{rng, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -104,27 +107,48 @@ fn with_weights<'a>(x: &'a Var, l: &'a dyn Layer) -> Vec<(&'static str, &'a Var)
     std::iter::once(("input", x)).chain(l.weights().into_iter().enumerate().map(|(i, w)| (names[i], w))).collect()
 }
 
+/// A layer's training backward pass given the output gradient `r`: the input's gradient, then
+/// the weights'.
+fn layer_backward(l: &dyn Layer, x: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (output, extra) = l.forward_train(x, true)?;
+    let saved = Saved { input: x.clone(), output, activated: true, extra };
+    let g = l.backward(&saved, r, true)?;
+    Ok(std::iter::once(g.input).chain(g.weights.into_iter().map(Some)).collect())
+}
+
+/// Checks a layer's training pass (`forward_train`, `backward`) on input `x`.
+fn check_layer(what: &str, l: &dyn Layer, x: &Var) {
+    let vars = with_weights(x, l);
+    let f = || Ok(l.forward_train(x.as_tensor(), true)?.0);
+    assert_gradients_match(what, &vars, f, |r| layer_backward(l, x.as_tensor(), r));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness
 // ---------------------------------------------------------------------------------------------
 
-/// Asserts that, for every variable in `vars`, the gradient of `s = sum(f() * r)` from candle's
-/// `backward()` matches central differences of `s`, element by element. `f` must be a
-/// deterministic function of the variables' current values. Also refuses a vacuous pass: every
-/// variable must receive some non-zero gradient.
-fn assert_gradients_match(what: &str, vars: &[(&str, &Var)], f: impl Fn() -> Result<Tensor>) {
+/// Asserts that, for every variable in `vars`, the gradient of `s = sum(f() * r)` that
+/// `backward(r)` returns (one entry per variable, in order; `None` means zero) matches central
+/// differences of `s`, element by element. `f` must be a deterministic function of the variables'
+/// current values. Also refuses a vacuous pass: every variable must receive some non-zero gradient.
+fn assert_gradients_match(
+    what: &str,
+    vars: &[(&str, &Var)],
+    f: impl Fn() -> Result<Tensor>,
+    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>,
+) {
     let out = f().unwrap_or_else(|e| panic!("{what}: forward failed: {e}"));
     let r = normal(out.elem_count(), 0x5eed);
     let project = |out: &Tensor| -> f64 { values(out).iter().zip(&r).map(|(a, b)| a * b).sum() };
-    let s = out.mul(&tensor(r.clone(), out.dims())).unwrap().sum_all().unwrap();
-    let grads = s.backward().unwrap();
+    let grads = backward(&tensor(r.clone(), out.dims())).unwrap_or_else(|e| panic!("{what}: backward failed: {e}"));
+    assert_eq!(grads.len(), vars.len(), "{what}: one gradient per variable");
 
-    for (name, v) in vars {
+    for ((name, v), g) in vars.iter().zip(grads) {
         let n = v.elem_count();
-        let analytic = match grads.get(v.as_tensor()) {
+        let analytic = match g {
             Some(g) => {
                 assert_eq!(g.dims(), v.dims(), "{what}: gradient of {name} has the wrong shape");
-                values(g)
+                values(&g)
             }
             None => vec![0.0; n],
         };
@@ -203,8 +227,7 @@ fn check_conv2d(c: Conv, out_hw: (usize, usize)) {
     assert_eq!(l.weights().len(), if c.use_bias { 2 } else { 1 });
     let shape = batched(c.batch, &c.input);
     let x = var(normal(shape.iter().product(), 1), &shape);
-    let what = format!("Conv2D {cfg} on {shape:?}");
-    assert_gradients_match(&what, &with_weights(&x, l.as_ref()), || l.forward(x.as_tensor(), true));
+    check_layer(&format!("Conv2D {cfg} on {shape:?}"), l.as_ref(), &x);
 }
 
 #[test]
@@ -312,8 +335,7 @@ fn check_max_pool(
     assert_eq!(l.output_shape(), [out_hw.0, out_hw.1, input[2]], "MaxPooling2D {cfg} on {input:?}");
     let shape = batched(2, &input);
     let x = var(distinct(shape.iter().product(), 2), &shape);
-    let what = format!("MaxPooling2D {cfg} on {shape:?}");
-    assert_gradients_match(&what, &[("input", &x)], || l.forward(x.as_tensor(), true));
+    check_layer(&format!("MaxPooling2D {cfg} on {shape:?}"), l.as_ref(), &x);
 }
 
 #[test]
@@ -375,10 +397,9 @@ fn max_pooling2d_same_padding_never_wins_over_negative_inputs() {
     let l = layer("MaxPooling2D", json!({"pool_size": 3, "strides": 2, "padding": "same"}), &[5, 5, 1], 0);
     let data: Vec<f64> = distinct(25, 3).into_iter().map(|v| v - 10.0).collect();
     let x = var(data, &[1, 5, 5, 1]);
-    let y = l.forward(x.as_tensor(), true).unwrap();
+    let y = l.forward(x.as_tensor()).unwrap();
     assert!(values(&y).iter().all(|v| *v < -5.0), "padding leaked into the maximum: {:?}", values(&y));
-    let what = "MaxPooling2D same on negative inputs";
-    assert_gradients_match(what, &[("input", &x)], || l.forward(x.as_tensor(), true));
+    check_layer("MaxPooling2D same on negative inputs", l.as_ref(), &x);
 }
 
 #[test]
@@ -395,12 +416,12 @@ fn max_pooling2d_with_ties_sends_the_whole_gradient_to_the_first_maximum_as_tens
     let data: Vec<f64> = ch0.iter().zip(&ch1).flat_map(|(a, b)| [*a, *b]).collect();
     let x = var(data, &[1, 2, 4, 2]);
     let l = layer("MaxPooling2D", json!({"pool_size": 2}), &[2, 4, 2], 0);
-    let y = l.forward(x.as_tensor(), true).unwrap();
+    let y = l.forward(x.as_tensor()).unwrap();
     assert_eq!(values(&y), [5.0, 9.0, 7.0, 6.0]);
     // Output gradient g = [g(w0,c0), g(w0,c1), g(w1,c0), g(w1,c1)].
     let g = [0.5, -1.5, 2.0, 3.0];
-    let grad = y.mul(&tensor(g.to_vec(), &[1, 1, 2, 2])).unwrap().sum_all().unwrap().backward().unwrap();
-    let dx = values(grad.get(x.as_tensor()).unwrap());
+    let grads = layer_backward(l.as_ref(), x.as_tensor(), &tensor(g.to_vec(), &[1, 1, 2, 2])).unwrap();
+    let dx = values(grads[0].as_ref().unwrap());
     let mut expected = vec![0.0; 16];
     let idx = |row: usize, col: usize, ch: usize| (row * 4 + col) * 2 + ch;
     expected[idx(0, 0, 0)] = g[0];
@@ -422,8 +443,7 @@ fn check_dense(per_sample: &[usize], units: usize, activation: &str, use_bias: b
     let l = layer("Dense", cfg.clone(), per_sample, 21);
     let shape = batched(3, per_sample);
     let x = var(normal(shape.iter().product(), 4), &shape);
-    let what = format!("Dense {cfg} on {shape:?}");
-    assert_gradients_match(&what, &with_weights(&x, l.as_ref()), || l.forward(x.as_tensor(), true));
+    check_layer(&format!("Dense {cfg} on {shape:?}"), l.as_ref(), &x);
 }
 
 #[test]
@@ -446,7 +466,7 @@ fn flatten_gradients_match_finite_differences() {
     let l = layer("Flatten", json!({}), &[3, 2, 2], 0);
     assert_eq!(l.output_shape(), [12]);
     let x = var(normal(24, 5), &[2, 3, 2, 2]);
-    assert_gradients_match("Flatten", &[("input", &x)], || l.forward(x.as_tensor(), true));
+    check_layer("Flatten", l.as_ref(), &x);
 }
 
 const DROPOUT_SHAPE: [usize; 3] = [2, 3, 4];
@@ -459,20 +479,19 @@ fn fresh_dropout() -> Box<dyn Layer> {
 #[test]
 fn dropout_training_with_a_fixed_seed_gradients_match_finite_differences() {
     let x = var(away_from_zero(24, 6, 0.1), &DROPOUT_SHAPE);
-    let y1 = values(&fresh_dropout().forward(x.as_tensor(), true).unwrap());
-    let y2 = values(&fresh_dropout().forward(x.as_tensor(), true).unwrap());
-    assert_eq!(y1, y2, "a seeded Dropout must draw the same mask when rebuilt");
+    let train = || fresh_dropout().forward_train(x.as_tensor(), true).map(|(y, _)| y);
+    assert_eq!(values(&train().unwrap()), values(&train().unwrap()), "a seeded Dropout must draw the same mask when rebuilt");
     let what = "Dropout(0.5, seed) training";
-    assert_gradients_match(what, &[("input", &x)], || fresh_dropout().forward(x.as_tensor(), true));
+    assert_gradients_match(what, &[("input", &x)], train, |r| layer_backward(fresh_dropout().as_ref(), x.as_tensor(), r));
 }
 
 #[test]
 fn dropout_training_gradient_is_the_mask_times_one_over_keep_probability() {
     let x = var(away_from_zero(24, 6, 0.1), &DROPOUT_SHAPE);
     let r = normal(24, 7);
-    let y = fresh_dropout().forward(x.as_tensor(), true).unwrap();
-    let grads = y.mul(&tensor(r.clone(), &DROPOUT_SHAPE)).unwrap().sum_all().unwrap().backward().unwrap();
-    let dx = values(grads.get(x.as_tensor()).unwrap());
+    let y = fresh_dropout().forward_train(x.as_tensor(), true).unwrap().0;
+    let grads = layer_backward(fresh_dropout().as_ref(), x.as_tensor(), &tensor(r.clone(), &DROPOUT_SHAPE)).unwrap();
+    let dx = values(grads[0].as_ref().unwrap());
     let mask: Vec<f64> = values(&y).iter().zip(values(x.as_tensor())).map(|(y, x)| y / x).collect();
     assert!(mask.iter().all(|m| *m == 0.0 || *m == 2.0), "rate 0.5 keeps with scale 2: {mask:?}");
     assert!(mask.contains(&0.0) && mask.contains(&2.0), "the mask should both drop and keep: {mask:?}");
@@ -481,12 +500,9 @@ fn dropout_training_gradient_is_the_mask_times_one_over_keep_probability() {
 }
 
 #[test]
-fn dropout_at_inference_passes_the_gradient_through_unchanged() {
+fn dropout_at_inference_is_the_identity() {
     let x = var(normal(24, 8), &DROPOUT_SHAPE);
-    let r = normal(24, 9);
-    let y = fresh_dropout().forward(x.as_tensor(), false).unwrap();
-    let grads = y.mul(&tensor(r.clone(), &DROPOUT_SHAPE)).unwrap().sum_all().unwrap().backward().unwrap();
-    assert_eq!(values(grads.get(x.as_tensor()).unwrap()), r);
+    assert_eq!(values(&fresh_dropout().forward(x.as_tensor()).unwrap()), values(x.as_tensor()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,8 +514,7 @@ fn check_activation(name: &str, scale: f64) {
     let l = layer("Activation", json!({"activation": name}), &[3, 5], 0);
     let data = away_from_zero(30, 10, 0.05).into_iter().map(|v| v * scale).collect();
     let x = var(data, &[2, 3, 5]);
-    let what = format!("Activation({name}) x{scale}");
-    assert_gradients_match(&what, &[("input", &x)], || l.forward(x.as_tensor(), true));
+    check_layer(&format!("Activation({name}) x{scale}"), l.as_ref(), &x);
 }
 
 #[test]
@@ -548,12 +563,11 @@ fn activation_linear_gradients_match_finite_differences() {
     check_activation("linear", 1.0);
 }
 
-/// `d/dx sum(f(x) * r)` at the given points, through kandle's op.
+/// `f'(x)` at the given points, from the output as the backward pass computes it.
 fn elementwise_gradient(op: Unary, points: &[f64]) -> Vec<f64> {
-    let x = var(points.to_vec(), &[points.len()]);
-    let r = tensor(vec![1.0; points.len()], &[points.len()]);
-    let grads = unary(x.as_tensor(), op).unwrap().mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
-    values(grads.get(x.as_tensor()).unwrap())
+    let x = tensor(points.to_vec(), &[points.len()]);
+    let y = Activation::Elementwise(op).apply(&x).unwrap();
+    values(&unary_backward(&y, &x.ones_like().unwrap(), op).unwrap())
 }
 
 #[test]
@@ -580,12 +594,13 @@ fn elementwise_gradients_at_exactly_zero_follow_tensorflow() {
 // Losses
 // ---------------------------------------------------------------------------------------------
 
-/// The per-sample loss as the model computes it: the final activation applied to `pre` (the
-/// variable), the loss given both the output and `pre`.
+/// The batch-mean loss of the final activation applied to `pre` (the variable), and the gradient
+/// with respect to `pre` that the model's backward pass starts from.
 fn check_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var) {
-    assert_gradients_match(what, &[("prediction", &pre)], || {
-        let probs = act.apply(pre.as_tensor())?;
-        loss.per_sample(&y, &probs, pre.as_tensor(), act)
+    let f = || Ok(loss_and_gradient(loss, &y, pre.as_tensor(), act)?.0);
+    assert_gradients_match(what, &[("prediction", &pre)], f, |r| {
+        let dpre = loss_and_gradient(loss, &y, pre.as_tensor(), act)?.2;
+        Ok(vec![Some(dpre.broadcast_mul(r)?)])
     });
 }
 
@@ -656,10 +671,9 @@ fn binary_crossentropy_from_logits_gradient_at_a_zero_logit_is_sigmoid_minus_tar
     let z = var(vec![0.0, 0.0, 0.0, -0.0], &[2, 2]);
     let y = tensor(vec![1.0, 0.0, 0.25, 1.0], &[2, 2]);
     check_loss("BCE from logits at z = 0", Loss::BinaryCrossentropy, SIGMOID, y.clone(), z.clone());
-    let probs = SIGMOID.apply(z.as_tensor()).unwrap();
-    let loss = Loss::BinaryCrossentropy.per_sample(&y, &probs, z.as_tensor(), SIGMOID).unwrap();
-    let grads = loss.sum_all().unwrap().backward().unwrap();
-    assert_eq!(values(grads.get(z.as_tensor()).unwrap()), [-0.25, 0.25, 0.125, -0.25]);
+    // The batch mean divides the per-sample gradients by the 2 samples.
+    let dz = loss_and_gradient(Loss::BinaryCrossentropy, &y, z.as_tensor(), SIGMOID).unwrap().2;
+    assert_eq!(values(&dz), [-0.125, 0.125, 0.0625, -0.125]);
 }
 
 #[test]
@@ -683,71 +697,73 @@ fn mean_absolute_error_gradients_match_finite_differences_away_from_zero_error()
 }
 
 // ---------------------------------------------------------------------------------------------
-// A whole model, chained by hand in f64
+// Whole models: `Sequential::gradients`, the pass `fit` trains with
 // ---------------------------------------------------------------------------------------------
 
-/// Conv2D(relu) -> MaxPooling2D -> Flatten -> Dense(softmax), as `Sequential` would chain them.
-struct SmallCnn {
-    layers: Vec<Box<dyn Layer>>,
+/// A compiled `Sequential` in `dtype` with weights drawn right after `rng::set_seed(seed)`.
+fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype: DType) -> Sequential {
+    let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    rng::set_seed(seed);
+    let mut m = Sequential::with_dtype("check", input, dtype).unwrap();
+    for (class, cfg) in layers {
+        m.add(class, cfg).unwrap_or_else(|e| panic!("adding {class} {cfg}: {e}"));
+    }
+    m.compile(Optimizer::from_json(&json!("sgd")).unwrap(), loss, &[]).unwrap();
+    m
 }
 
-impl SmallCnn {
-    fn new(dtype: DType) -> Self {
-        let conv = json!({"filters": 3, "kernel_size": 3, "activation": "relu",
-                          "bias_initializer": {"class_name": "RandomNormal", "config": {"stddev": 0.1}}});
-        let dense = json!({"units": 4, "activation": "softmax", "bias_initializer": random_bias()});
-        SmallCnn {
-            layers: vec![
-                layer_with("Conv2D", conv, &[6, 6, 2], 31, dtype),
-                layer_with("MaxPooling2D", json!({"pool_size": 2}), &[4, 4, 3], 0, dtype),
-                layer_with("Flatten", json!({}), &[2, 2, 3], 0, dtype),
-                layer_with("Dense", dense, &[12], 32, dtype),
-            ],
-        }
-    }
+/// Conv2D(relu) -> MaxPooling2D -> Flatten -> Dense(softmax), trained with cross-entropy.
+fn small_cnn(dtype: DType) -> Sequential {
+    let conv = json!({"filters": 3, "kernel_size": 3, "activation": "relu",
+                      "bias_initializer": {"class_name": "RandomNormal", "config": {"stddev": 0.1}}});
+    let dense = json!({"units": 4, "activation": "softmax", "bias_initializer": random_bias()});
+    let layers = [("Conv2D", conv), ("MaxPooling2D", json!({"pool_size": 2})), ("Flatten", json!({})), ("Dense", dense)];
+    model(&[6, 6, 2], &layers, Loss::CategoricalCrossentropy, 31, dtype)
+}
 
-    fn weights(&self) -> Vec<&Var> {
-        self.layers.iter().flat_map(|l| l.weights()).collect()
-    }
-
-    /// The batch-mean categorical cross-entropy, from the logits as `Sequential::train_step` does.
-    fn loss(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let (last, body) = self.layers.split_last().unwrap();
-        let mut h = x.clone();
-        for l in body {
-            h = l.forward(&h, true)?;
-        }
-        let pre = last.forward_pre(&h, true)?;
-        let probs = last.activation().apply(&pre)?;
-        Ok(Loss::CategoricalCrossentropy.per_sample(y, &probs, &pre, last.activation())?.mean_all()?)
-    }
+/// Checks the gradient of the batch-mean training loss for every weight of `m`.
+fn check_model(what: &str, m: &Sequential, x: &Tensor, y: &Tensor) {
+    let weights = m.weights();
+    let names: Vec<String> = (0..weights.len()).map(|i| format!("weight {i}")).collect();
+    let vars: Vec<(&str, &Var)> = names.iter().map(String::as_str).zip(weights).collect();
+    let f = || Ok(m.gradients(x, y)?.0);
+    assert_gradients_match(what, &vars, f, |r| {
+        Ok(m.gradients(x, y)?.2.into_iter().map(|g| g.broadcast_mul(r).map(Some)).collect::<candle_core::Result<_>>()?)
+    });
 }
 
 #[test]
 fn conv_relu_maxpool_flatten_dense_softmax_crossentropy_gradients_match_finite_differences() {
-    let model = SmallCnn::new(DType::F64);
-    let x = var(normal(144, 33), &[2, 6, 6, 2]);
-    let y = one_hot(&[2, 0], 4);
-    let names = ["conv kernel", "conv bias", "dense kernel", "dense bias"];
-    let weights = model.weights();
-    assert_eq!(weights.len(), 4);
-    let mut vars: Vec<(&str, &Var)> = vec![("input", &x)];
-    vars.extend(names.iter().copied().zip(weights));
-    let what = "Conv2D(relu)-MaxPooling2D-Flatten-Dense(softmax)-CE";
-    assert_gradients_match(what, &vars, || model.loss(x.as_tensor(), &y));
+    let m = small_cnn(DType::F64);
+    assert_eq!(m.weights().len(), 4);
+    let x = tensor(normal(144, 33), &[2, 6, 6, 2]);
+    check_model("Conv2D(relu)-MaxPooling2D-Flatten-Dense(softmax)-CE", &m, &x, &one_hot(&[2, 0], 4));
+}
+
+#[test]
+fn dense_elu_activation_tanh_dense_sigmoid_mse_gradients_match_finite_differences() {
+    // MSE reads the sigmoid's output (no logits shortcut); an Activation layer sits in the middle.
+    let layers = [
+        ("Flatten", json!({})),
+        ("Dense", json!({"units": 5, "activation": "elu", "bias_initializer": random_bias()})),
+        ("Activation", json!({"activation": "tanh"})),
+        ("Dense", json!({"units": 3, "activation": "sigmoid", "bias_initializer": random_bias()})),
+    ];
+    let m = model(&[2, 3], &layers, Loss::MeanSquaredError, 35, DType::F64);
+    let x = tensor(normal(24, 36), &[4, 2, 3]);
+    let y = tensor(uniform(12, 0.0, 1.0, 37), &[4, 3]);
+    check_model("Flatten-Dense(elu)-Activation(tanh)-Dense(sigmoid)-MSE", &m, &x, &y);
 }
 
 #[test]
 fn f32_kernels_give_the_gradients_of_the_f64_ones() {
-    // Same weights (the initialisers draw f32), same input: the f32 path through our custom ops
-    // must agree with the f64 one to f32 precision.
+    // Same weights (the initialisers draw f32), same input: the f32 path through our kernels must
+    // agree with the f64 one to f32 precision.
     let grads = |dtype: DType| -> Vec<Vec<f64>> {
-        let model = SmallCnn::new(dtype);
-        let x32 = tensor(normal(144, 34), &[2, 6, 6, 2]).to_dtype(DType::F32).unwrap();
-        let x = Var::from_tensor(&x32.to_dtype(dtype).unwrap()).unwrap();
+        let m = small_cnn(dtype);
+        let x = tensor(normal(144, 34), &[2, 6, 6, 2]).to_dtype(DType::F32).unwrap().to_dtype(dtype).unwrap();
         let y = one_hot(&[1, 3], 4).to_dtype(dtype).unwrap();
-        let g = model.loss(x.as_tensor(), &y).unwrap().backward().unwrap();
-        std::iter::once(&x).chain(model.weights()).map(|v| values(g.get(v.as_tensor()).unwrap())).collect()
+        m.gradients(&x, &y).unwrap().2.iter().map(values).collect()
     };
     let (g32, g64) = (grads(DType::F32), grads(DType::F64));
     for (k, (a, b)) in g32.iter().zip(&g64).enumerate() {
@@ -763,8 +779,7 @@ fn f32_kernels_give_the_gradients_of_the_f64_ones() {
 
 #[test]
 fn col2im_is_the_adjoint_of_im2col_for_every_window_shape() {
-    // <im2col(x), c> == <x, col2im(c)>; col2im(c) is read off im2col's backward pass, which is
-    // what Conv2D's input gradient uses.
+    // <im2col(x), c> == <x, col2im(c)>: col2im is what Conv2D's input gradient uses.
     let cases = [
         ((5, 5), (3, 3), (1, 1), false),
         ((5, 5), (3, 3), (1, 1), true),
@@ -784,7 +799,7 @@ fn col2im_is_the_adjoint_of_im2col_for_every_window_shape() {
         assert_eq!(cols.dims(), [n * win.out_h * win.out_w, k.0 * k.1 * c], "{win:?}");
         let cm = tensor(normal(cols.elem_count(), 60 + seed as u64), cols.dims());
         let lhs = cols.mul(&cm).unwrap().sum_all().unwrap();
-        let col2im_c = values(lhs.backward().unwrap().get(x.as_tensor()).unwrap());
+        let col2im_c = values(&col2im(&cm, win, c).unwrap());
         let rhs: f64 = values(x.as_tensor()).iter().zip(&col2im_c).map(|(a, b)| a * b).sum();
         let lhs = lhs.to_scalar::<f64>().unwrap();
         let ok = (lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs());

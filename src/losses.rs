@@ -5,7 +5,7 @@
 use crate::activations::Activation;
 use crate::ops::unary::{log_softmax, Unary};
 use crate::{Error, Result};
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor, Var, D};
 
 /// Keras's `epsilon()`: probabilities are clipped to [EPS, 1-EPS] when no logits are available.
 pub const EPS: f64 = 1e-7;
@@ -86,6 +86,26 @@ impl Loss {
             }
         })
     }
+}
+
+/// The batch-mean loss and its gradient with respect to `pre`, the last layer's pre-activation
+/// output, which the model's backward pass starts from. candle's autograd differentiates the loss on
+/// this small graph, with the output `act(pre)` as a leaf of its own whose gradient then goes
+/// through the activation's backward pass (the loss reads the logits, the probabilities, or both).
+pub fn loss_and_gradient(loss: Loss, y: &Tensor, pre: &Tensor, act: Activation) -> Result<(Tensor, Tensor, Tensor)> {
+    let pre = Var::from_tensor(pre)?;
+    // Detached, so that a linear activation's output is a leaf distinct from `pre`.
+    let probs = Var::from_tensor(&act.apply(pre.as_tensor())?.detach())?;
+    let value = loss.per_sample(y, probs.as_tensor(), pre.as_tensor(), act)?.mean_all()?;
+    let grads = value.backward()?;
+    let mut dpre = match grads.get(pre.as_tensor()) {
+        Some(g) => g.clone(),
+        None => pre.as_tensor().zeros_like()?,
+    };
+    if let Some(dprobs) = grads.get(probs.as_tensor()) {
+        dpre = dpre.add(&act.backward(probs.as_tensor(), dprobs)?)?;
+    }
+    Ok((value.detach(), probs.as_tensor().detach(), dpre))
 }
 
 /// Keras's cross-entropy on probabilities: renormalise, clip to [EPS, 1-EPS], log.

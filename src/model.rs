@@ -3,7 +3,8 @@
 
 use crate::activations::Activation;
 use crate::error::keras_shape;
-use crate::layers::{self, Layer};
+use crate::layers::{self, Layer, Saved};
+use crate::losses::loss_and_gradient;
 use crate::losses::Loss;
 use crate::metrics::Metric;
 use crate::optimizers::Optimizer;
@@ -31,13 +32,18 @@ pub type StepSums = Vec<f64>;
 
 impl Sequential {
     pub fn new(name: &str, input_shape: &[usize]) -> Result<Self> {
+        Self::with_dtype(name, input_shape, DType::F32)
+    }
+
+    /// A model computing in `dtype` (f32 as Keras; f64 for gradient checks).
+    pub fn with_dtype(name: &str, input_shape: &[usize], dtype: DType) -> Result<Self> {
         if input_shape.is_empty() || input_shape.contains(&0) {
             return Err(Error::Value(format!(
                 "Invalid input shape {}: every dimension must be a positive integer",
                 keras_shape(input_shape)
             )));
         }
-        Ok(Sequential { name: name.into(), input_shape: input_shape.to_vec(), layers: Vec::new(), compiled: None, dtype: DType::F32 })
+        Ok(Sequential { name: name.into(), input_shape: input_shape.to_vec(), layers: Vec::new(), compiled: None, dtype })
     }
 
     /// Builds the layer on the current output shape; shape errors surface here, as in Keras.
@@ -135,22 +141,53 @@ impl Sequential {
         )))
     }
 
-    /// The final output, the final layer's pre-activation output, and its activation.
-    fn forward_full(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, Activation)> {
+    /// Inference: the final output, the final layer's pre-activation output, and its activation.
+    fn forward_full(&self, x: &Tensor) -> Result<(Tensor, Tensor, Activation)> {
         let Some((last, body)) = self.layers.split_last() else {
             return Ok((x.clone(), x.clone(), Activation::Linear));
         };
         let mut h = x.clone();
         for layer in body {
-            h = layer.forward(&h, train)?;
+            h = layer.forward(&h)?;
         }
-        let pre = last.forward_pre(&h, train)?;
+        let pre = last.forward_pre(&h)?;
         let act = last.activation();
         Ok((act.apply(&pre)?, pre, act))
     }
 
     pub fn predict_batch(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_full(&x.to_dtype(self.dtype)?, false)?.0)
+        Ok(self.forward_full(&x.to_dtype(self.dtype)?)?.0)
+    }
+
+    /// Forward and backward pass on one batch in training mode (Dropout active): the batch-mean
+    /// loss, the output, and the loss's gradient for every weight, in `weights()` order. `y` is the
+    /// validated target (see `target`).
+    pub fn gradients(&self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let loss_kind = self.require_compiled()?.loss;
+        let count = self.layers.len();
+        let mut saved = Vec::with_capacity(count);
+        let mut h = x.to_dtype(self.dtype)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // The last layer stops before its activation: the loss starts from its logits.
+            let activated = i + 1 < count;
+            let (out, extra) = layer.forward_train(&h, activated)?;
+            saved.push(Saved { input: h, output: out.clone(), activated, extra });
+            h = out;
+        }
+        let act = self.layers.last().map(|l| l.activation()).unwrap_or(Activation::Linear);
+        let (loss, out, mut grad) = loss_and_gradient(loss_kind, y, &h, act)?;
+        let mut grads = Vec::with_capacity(count);
+        // Backwards, freeing each layer's record (and its large buffers) as soon as it is used.
+        while let Some(s) = saved.pop() {
+            let i = saved.len();
+            let g = self.layers[i].backward(&s, &grad, i > 0)?;
+            grads.push(g.weights);
+            if i > 0 {
+                grad = g.input.ok_or_else(|| Error::Runtime(format!("layer {} returned no input gradient", self.layers[i].name())))?;
+            }
+        }
+        grads.reverse();
+        Ok((loss, out, grads.into_iter().flatten().collect()))
     }
 
     /// Targets as a tensor shaped like the output (or `(n,)` class indices), validated.
@@ -185,13 +222,9 @@ impl Sequential {
 
     /// One optimisation step on one batch; returns the batch's loss/metric sums.
     pub fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
-        let n = x.dim(0)?;
-        let y = self.target(y, n)?;
-        let loss_kind = self.require_compiled()?.loss;
-        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?, true)?;
-        let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
-        let grads = loss.backward()?;
-        let sums = self.sums(&loss, &y, &out.detach())?;
+        let y = self.target(y, x.dim(0)?)?;
+        let (loss, out, grads) = self.gradients(x, &y)?;
+        let sums = self.sums(&loss, &y, &out)?;
         let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
         let compiled = self.compiled.as_mut().expect("checked above");
@@ -204,7 +237,7 @@ impl Sequential {
         let n = x.dim(0)?;
         let y = self.target(y, n)?;
         let loss_kind = self.require_compiled()?.loss;
-        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?, false)?;
+        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?)?;
         let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
         self.sums(&loss, &y, &out)
     }

@@ -3,7 +3,6 @@
 
 use crate::ops::update::{update1, update2};
 use crate::{Error, Result};
-use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde_json::{json, Value};
 
@@ -142,15 +141,18 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of every variable that has a gradient, in place (Keras 3's formulas).
-    pub fn step(&mut self, vars: &[&Var], grads: &GradStore) -> Result<()> {
+    /// One update of every variable from its gradient (`grads[i]` for `vars[i]`), in place (Keras
+    /// 3's formulas).
+    pub fn step(&mut self, vars: &[&Var], grads: &[Tensor]) -> Result<()> {
+        if vars.len() != grads.len() {
+            return Err(Error::Runtime(format!("{} gradients for {} variables", grads.len(), vars.len())));
+        }
         if self.slots.len() != vars.len() {
             self.init_slots(vars)?;
         }
         let lr = self.learning_rate;
         let t = (self.iterations + 1) as f64;
-        for (var, slots) in vars.iter().zip(self.slots.iter_mut()) {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+        for ((var, g), slots) in vars.iter().zip(grads).zip(self.slots.iter_mut()) {
             let w = var.as_tensor();
             match self.rule {
                 Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {

@@ -1,10 +1,11 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer, Shapes};
+use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
-use crate::ops::{conv::conv2d, Window};
+use crate::ops::conv::{conv2d, conv2d_backward};
+use crate::ops::Window;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 use serde_json::{json, Value};
@@ -92,13 +93,13 @@ impl Conv2D {
 }
 
 impl Conv2D {
-    /// One fused op for conv + bias + element-wise activation; a softmax (or `forward_pre`) is
-    /// applied after it.
-    fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
-        let (fused, rest) = split_activation(self.cfg.activation, with_activation);
-        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel, train)?;
-        let y = conv2d(x, &param(&self.kernel, train), &bias, self.win, fused, train)?;
-        rest.apply(&y)
+    /// One fused op for conv + bias + element-wise activation; a softmax is applied after it. With
+    /// `keep_cols` (training) also the im2col matrix.
+    fn compute(&self, x: &Tensor, activated: bool, keep_cols: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (fused, rest) = split_activation(self.cfg.activation, activated);
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel)?;
+        let (y, cols) = conv2d(x, self.kernel.as_tensor(), &bias, self.win, fused, keep_cols)?;
+        Ok((rest.apply(&y)?, cols))
     }
 }
 
@@ -119,11 +120,26 @@ impl Layer for Conv2D {
         self.cfg.to_json(&self.shapes.name)
     }
 
-    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.compute(x, train, false)
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.compute(x, false, false)?.0)
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.compute(x, train, true)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.compute(x, true, false)?.0)
+    }
+
+    fn forward_train(&self, x: &Tensor, activated: bool) -> Result<(Tensor, Extra)> {
+        let (y, cols) = self.compute(x, activated, true)?;
+        Ok((y, cols.map(Extra::Cols).unwrap_or(Extra::None)))
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
+        let Extra::Cols(cols) = &saved.extra else {
+            return crate::value_err!("Conv2D \"{}\": backward without its saved im2col matrix", self.name());
+        };
+        let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
+        let (dx, dw, db) = conv2d_backward(cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
+        let weights = if self.bias.is_some() { vec![dw, db] } else { vec![dw] };
+        Ok(Gradients { input: dx, weights })
     }
 }

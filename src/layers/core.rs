@@ -1,7 +1,7 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{bias_or_zeros, incompatible, new_var, param, split_activation, Cfg, Layer, Shapes};
-use crate::ops::linear::linear;
+use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
+use crate::ops::linear::{self, linear};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::Result;
@@ -65,15 +65,19 @@ impl Dense {
     }
 }
 
+/// `(rows, last)`: Dense acts on the last axis of inputs of any rank.
+fn as_matrix(x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let last = *dims.last().unwrap_or(&1);
+    Ok(x.reshape((x.elem_count() / last.max(1), last))?)
+}
+
 impl Dense {
-    fn compute(&self, x: &Tensor, train: bool, with_activation: bool) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let flat = x.reshape((rows, dims[dims.len() - 1]))?;
-        let (fused, rest) = split_activation(self.cfg.activation, with_activation);
-        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.units, &self.kernel, train)?;
-        let y = rest.apply(&linear(&flat, &param(&self.kernel, train), &bias, fused)?)?;
-        let mut out = dims;
+    fn compute(&self, x: &Tensor, activated: bool) -> Result<Tensor> {
+        let (fused, rest) = split_activation(self.cfg.activation, activated);
+        let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.units, &self.kernel)?;
+        let y = rest.apply(&linear(&as_matrix(x)?, self.kernel.as_tensor(), &bias, fused)?)?;
+        let mut out = x.dims().to_vec();
         *out.last_mut().unwrap() = self.cfg.units;
         Ok(y.reshape(out)?)
     }
@@ -96,12 +100,24 @@ impl Layer for Dense {
         self.cfg.to_json(&self.shapes.name)
     }
 
-    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.compute(x, train, false)
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
+        self.compute(x, false)
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.compute(x, train, true)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.compute(x, true)
+    }
+
+    fn forward_train(&self, x: &Tensor, activated: bool) -> Result<(Tensor, Extra)> {
+        Ok((self.compute(x, activated)?, Extra::None))
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
+        let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
+        let (dx, dw, db) = linear::backward(&as_matrix(&saved.input)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grad)?;
+        let input = dx.map(|d| d.reshape(saved.input.shape())).transpose()?;
+        let weights = if self.bias.is_some() { vec![dw, db] } else { vec![dw] };
+        Ok(Gradients { input, weights })
     }
 }
 
@@ -144,7 +160,11 @@ impl Layer for ActivationLayer {
     fn config(&self) -> Value {
         self.cfg.to_json(&self.shapes.name)
     }
-    fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.clone())
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grad: bool) -> Result<Gradients> {
+        Ok(Gradients::input(Some(saved.pre_activation_grad(self.cfg.activation, grad)?)))
     }
 }

@@ -20,6 +20,11 @@ use std::sync::Mutex;
 
 /// What every layer provides. `forward_pre` stops before the activation so that the model can give
 /// losses the logits of a final softmax/sigmoid (Keras computes cross-entropy from them).
+///
+/// Training runs its own pass, not candle's autograd: `forward_train` returns the output and what
+/// the layer needs later ([`Extra`]); the model keeps each layer's input and output beside it in
+/// [`Saved`] and walks the layers backwards with `backward`. Gradients go straight into the buffers
+/// the optimizer reads, with no graph, no zero-filled accumulators and no extra additions.
 pub trait Layer: Send + Sync {
     fn class_name(&self) -> &'static str;
     fn shapes(&self) -> &Shapes;
@@ -32,7 +37,8 @@ pub trait Layer: Send + Sync {
     fn output_shape(&self) -> &[usize] {
         &self.shapes().output
     }
-    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// Inference output before the activation.
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor>;
     fn activation(&self) -> Activation {
         Activation::Linear
     }
@@ -48,8 +54,65 @@ pub trait Layer: Send + Sync {
         None
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.activation().apply(&self.forward_pre(x, train)?)
+    /// Inference output (`training=False` in Keras).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.activation().apply(&self.forward_pre(x)?)
+    }
+
+    /// Training output, after the activation when `activated`, and what `backward` will need.
+    fn forward_train(&self, x: &Tensor, activated: bool) -> Result<(Tensor, Extra)> {
+        let y = if activated { self.forward(x)? } else { self.forward_pre(x)? };
+        Ok((y, Extra::None))
+    }
+
+    /// The gradients given `grad`, the gradient of the loss with respect to this layer's output
+    /// (its pre-activation output when `saved.activated` is false): the input's gradient when
+    /// `input_grad`, and one gradient per weight in `weights()` order.
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients>;
+}
+
+/// What a layer's training forward pass keeps for its backward pass, besides input and output.
+pub enum Extra {
+    None,
+    /// Conv2D's im2col matrix, which its weight gradient multiplies.
+    Cols(Tensor),
+    /// MaxPooling2D: the flat input index of each output's maximum.
+    Argmax(Vec<u32>),
+    /// Dropout's mask, already scaled by 1 / (1 - rate).
+    Mask(Tensor),
+}
+
+/// One layer's record of a training forward pass.
+pub struct Saved {
+    pub input: Tensor,
+    pub output: Tensor,
+    /// Whether `output` went through the layer's activation (the model's last layer stops before
+    /// it; the loss takes its gradient from there).
+    pub activated: bool,
+    pub extra: Extra,
+}
+
+impl Saved {
+    /// The gradient with respect to the pre-activation output.
+    pub fn pre_activation_grad(&self, act: Activation, grad: &Tensor) -> Result<Tensor> {
+        if self.activated {
+            act.backward(&self.output, grad)
+        } else {
+            Ok(grad.clone())
+        }
+    }
+}
+
+/// What `backward` returns.
+pub struct Gradients {
+    pub input: Option<Tensor>,
+    pub weights: Vec<Tensor>,
+}
+
+impl Gradients {
+    /// For layers without weights.
+    pub fn input(input: Option<Tensor>) -> Self {
+        Gradients { input, weights: Vec::new() }
     }
 }
 
@@ -111,30 +174,20 @@ pub fn incompatible(layer: &str, expected: &str, found: &[usize]) -> Error {
     ))
 }
 
-/// A weight as a tensor: tracked for gradients while training, detached for inference so that
-/// `predict` builds no backward graph.
-pub(crate) fn param(v: &Var, train: bool) -> Tensor {
-    if train {
-        v.as_tensor().clone()
-    } else {
-        v.as_tensor().detach()
-    }
-}
-
 /// The bias as a tensor, or zeros for `use_bias=False` (the fused ops always take one).
-pub(crate) fn bias_or_zeros(bias: Option<&Var>, units: usize, like: &Var, train: bool) -> Result<Tensor> {
+pub(crate) fn bias_or_zeros(bias: Option<&Var>, units: usize, like: &Var) -> Result<Tensor> {
     Ok(match bias {
-        Some(b) => param(b, train),
+        Some(b) => b.as_tensor().clone(),
         None => Tensor::zeros(units, like.dtype(), like.device())?,
     })
 }
 
 /// The part of a layer's activation that can be fused into its op (element-wise ones) and the part
-/// applied after it (softmax); nothing at all for `forward_pre` (`with_activation` false).
-pub(crate) fn split_activation(act: Activation, with_activation: bool) -> (Option<Unary>, Activation) {
+/// applied after it (softmax); nothing at all before the activation (`activated` false).
+pub(crate) fn split_activation(act: Activation, activated: bool) -> (Option<Unary>, Activation) {
     match act {
-        Activation::Elementwise(u) if with_activation => (Some(u), Activation::Linear),
-        other if with_activation => (None, other),
+        Activation::Elementwise(u) if activated => (Some(u), Activation::Linear),
+        other if activated => (None, other),
         _ => (None, Activation::Linear),
     }
 }

@@ -1,8 +1,9 @@
 //! MaxPooling2D, channels last, TensorFlow's padding and flooring.
 
-use super::{incompatible, Cfg, Layer, Shapes};
+use super::{incompatible, Cfg, Extra, Gradients, Layer, Saved, Shapes};
 use crate::error::keras_shape;
-use crate::ops::{pool::max_pool2d, Window};
+use crate::ops::pool::{max_pool2d, max_pool2d_backward};
+use crate::ops::Window;
 use crate::{Error, Result};
 use candle_core::Tensor;
 use serde_json::{json, Value};
@@ -64,7 +65,20 @@ impl Layer for MaxPooling2D {
     fn config(&self) -> Value {
         self.cfg.to_json(&self.shapes.name)
     }
-    fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        Ok(max_pool2d(x, self.win)?)
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(max_pool2d(x, self.win)?.0)
+    }
+
+    fn forward_train(&self, x: &Tensor, _activated: bool) -> Result<(Tensor, Extra)> {
+        let (y, argmax) = max_pool2d(x, self.win)?;
+        Ok((y, Extra::Argmax(argmax)))
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
+        let Extra::Argmax(argmax) = &saved.extra else {
+            return crate::value_err!("MaxPooling2D \"{}\": backward without its saved argmax", self.name());
+        };
+        let dx = if input_grad { Some(max_pool2d_backward(grad, argmax, saved.input.shape())?) } else { None };
+        Ok(Gradients::input(dx))
     }
 }

@@ -1,7 +1,7 @@
 //! Dropout: inverted dropout while training, the identity otherwise. The mask comes from kandle's
 //! seeded generator (or the layer's own, when `seed` is given), so runs are reproducible.
 
-use super::{Cfg, Layer, Shapes};
+use super::{Cfg, Extra, Gradients, Layer, Saved, Shapes};
 use crate::{rng, Error, Result};
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
@@ -71,11 +71,23 @@ impl Layer for Dropout {
     fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
         self.rng.as_ref()
     }
-    fn forward_pre(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if !train || self.cfg.rate == 0.0 {
-            return Ok(x.clone());
+    /// The identity: Keras drops only while training.
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn forward_train(&self, x: &Tensor, _activated: bool) -> Result<(Tensor, Extra)> {
+        if self.cfg.rate == 0.0 {
+            return Ok((x.clone(), Extra::None));
         }
         let mask = Tensor::from_vec(self.mask(x.elem_count()), x.shape(), x.device())?.to_dtype(x.dtype())?;
-        Ok(x.mul(&mask)?)
+        Ok((x.mul(&mask)?, Extra::Mask(mask)))
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grad: bool) -> Result<Gradients> {
+        Ok(Gradients::input(Some(match &saved.extra {
+            Extra::Mask(mask) => grad.mul(mask)?,
+            _ => grad.clone(),
+        })))
     }
 }

@@ -1,6 +1,6 @@
 //! Flatten, in channels-last order, so Keras Dense weights after a Flatten load unchanged.
 
-use super::{Layer, Shapes};
+use super::{Gradients, Layer, Saved, Shapes};
 use crate::Result;
 use candle_core::Tensor;
 use serde_json::{json, Value};
@@ -29,7 +29,11 @@ impl Layer for Flatten {
     fn config(&self) -> Value {
         flatten_config(&self.shapes.name)
     }
-    fn forward_pre(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.reshape((x.dim(0)?, self.shapes.output[0]))?)
+    }
+
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grad: bool) -> Result<Gradients> {
+        Ok(Gradients::input(Some(grad.reshape(saved.input.shape())?)))
     }
 }

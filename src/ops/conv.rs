@@ -1,10 +1,9 @@
 //! Conv2D as one candle op: im2col + GEMM (the `gemm` crate, AVX-512 where the CPU has it) + bias +
-//! activation in the forward pass; the backward pass reuses the saved im2col matrix for the weight
-//! gradient. One node in candle's graph instead of five keeps the autograd bookkeeping (a zeroed
-//! buffer and an addition per node and argument) off the large intermediate tensors.
+//! activation in the forward pass, which keeps the im2col matrix when training so that the backward
+//! pass ([`conv2d_backward`]) gets the weight gradient from one GEMM.
 
 use super::im2col::{Col2Im, Im2Col};
-use super::linear;
+use super::linear::{self, uninit};
 use super::unary::Unary;
 use super::{contiguous, unsupported, Elem, Window};
 use candle_core::backend::BackendStorage;
@@ -14,39 +13,43 @@ use std::sync::Mutex;
 /// Elements of the im2col matrix unfolded at once during inference (16 MB of f32).
 const INFERENCE_COLS: usize = 4 << 20;
 
-pub struct Conv2dOp {
-    pub win: Window,
-    pub act: Option<Unary>,
+struct Conv2dOp {
+    win: Window,
+    act: Option<Unary>,
     /// Keep the im2col matrix for the backward pass (training only).
-    pub save: bool,
+    save: bool,
     cols: Mutex<Option<Tensor>>,
 }
 
 impl Conv2dOp {
-    pub fn new(win: Window, act: Option<Unary>, save: bool) -> Self {
-        Conv2dOp { win, act, save, cols: Mutex::new(None) }
-    }
-
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
         let (k, f) = (self.win.kh * self.win.kw * c, b.len());
         let rows = self.win.out_h * self.win.out_w;
         let unfold = Im2Col { win: self.win, c };
-        let mut out = vec![T::zero(); n * rows * f];
         if self.save {
             let cols = unfold.run(x, n);
-            linear::forward_into(&cols, w, b, n * rows, k, self.act, &mut out)?;
+            let out = linear::forward(&cols, w, b, n * rows, k, self.act)?;
             *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(cols, (n * rows, k), &Device::Cpu)?);
-        } else {
-            // Inference keeps nothing for a backward pass, so it unfolds a few images at a time:
-            // a predict batch of 256 would otherwise build a 230 MB matrix for the second layer.
-            let per_chunk = (INFERENCE_COLS / (rows * k).max(1)).clamp(1, n.max(1));
-            let image = self.win.in_h * self.win.in_w * c;
-            for (imgs, dst) in x.chunks(per_chunk * image).zip(out.chunks_mut(per_chunk * rows * f)) {
-                let nb = imgs.len() / image;
-                linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
-            }
+            return Ok(out);
         }
-        Ok(out)
+        // Inference keeps nothing for a backward pass, so it unfolds a few images at a time: a
+        // predict batch of 256 would otherwise build a 230 MB matrix for the second layer.
+        let per_chunk = (INFERENCE_COLS / (rows * k).max(1)).clamp(1, n.max(1));
+        let image = self.win.in_h * self.win.in_w * c;
+        let mut result = Ok(());
+        let out = uninit(n * rows * f, |dst: *mut T| {
+            for (i, imgs) in x.chunks(per_chunk * image).enumerate() {
+                let nb = imgs.len() / image;
+                // SAFETY: chunk i covers outputs [i*per_chunk*rows*f, ..+nb*rows*f), inside the buffer.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst.add(i * per_chunk * rows * f), nb * rows * f) };
+                if let Err(e) = linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, out) {
+                    result = Err(e);
+                    // Keep the buffer fully written even on error (it is dropped by the caller).
+                    out.iter_mut().for_each(|v| *v = T::zero());
+                }
+            }
+        });
+        result.map(|_| out)
     }
 }
 
@@ -88,32 +91,29 @@ impl CustomOp3 for Conv2dOp {
         };
         Ok((out, Shape::from((n, self.win.out_h, self.win.out_w, f))))
     }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = x.dim(3)?;
-        let f = w.dim(3)?;
-        let k = self.win.kh * self.win.kw * c;
-        let m = grad.elem_count() / f;
-        let cols = match self.cols.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            Some(cols) => cols,
-            None => x.contiguous()?.apply_op1_no_bwd(&Im2Col { win: self.win, c })?,
-        };
-        let (grad, res) = (grad.contiguous()?.reshape((m, f))?, res.contiguous()?.reshape((m, f))?);
-        let (dcols, dw, db) = linear::backward(&cols, &w.reshape((k, f))?, &res, &grad, self.act, x.track_op())?;
-        let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win: self.win, c })).transpose()?;
-        Ok((dx, Some(dw.reshape(w.shape())?), Some(db)))
-    }
 }
 
 /// Convolves an NHWC batch with a Keras kernel `(kh, kw, in, out)`, adds the bias and applies the
-/// element-wise activation (differentiable in all three inputs).
-pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, train: bool) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&kernel.contiguous()?, &bias.contiguous()?, Conv2dOp::new(win, act, train))
+/// element-wise activation. With `keep_cols` (training) it also returns the im2col matrix
+/// `(n*oh*ow, kh*kw*in)` for [`conv2d_backward`].
+pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, keep_cols: bool) -> Result<(Tensor, Option<Tensor>)> {
+    let op = Conv2dOp { win, act, save: keep_cols, cols: Mutex::new(None) };
+    let y = x.contiguous()?.apply_op3_no_bwd(&kernel.contiguous()?, &bias.contiguous()?, &op)?;
+    Ok((y, op.cols.into_inner().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// `(dx, dkernel, dbias)` from the gradient `dpre` with respect to the pre-activation output
+/// `(n, oh, ow, f)`; `dx` only when `input_grad`.
+pub fn conv2d_backward(
+    cols: &Tensor,
+    kernel: &Tensor,
+    dpre: &Tensor,
+    win: Window,
+    input_grad: bool,
+) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+    let &[kh, kw, c, f] = kernel.dims() else { candle_core::bail!("conv2d: kernel must be 4-D") };
+    let m = dpre.elem_count() / f;
+    let (dcols, dw, db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
+    let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win, c })).transpose()?;
+    Ok((dx, dw.reshape(kernel.shape())?, db))
 }

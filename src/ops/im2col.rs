@@ -21,11 +21,25 @@ pub struct Col2Im {
 }
 
 impl Im2Col {
+    /// The output buffer: zeros where a window can read padding, else left for the copies to fill
+    /// (every entry is written when the window never leaves the input).
+    fn buffer<T: Elem>(&self, len: usize) -> Vec<T> {
+        let w = self.win;
+        let covers = |o: usize, k: usize, s: usize, pad: usize, size: usize| pad == 0 && (o - 1) * s + k <= size;
+        if covers(w.out_h, w.kh, w.sh, w.pad_top, w.in_h) && covers(w.out_w, w.kw, w.sw, w.pad_left, w.in_w) {
+            // SAFETY: the loops below write every element of every row when no window reads
+            // padding (each (oy, ox, ky, kx) copies its c values).
+            super::linear::uninit(len, |_| ())
+        } else {
+            vec![T::zero(); len]
+        }
+    }
+
     pub(crate) fn run<T: Elem>(&self, x: &[T], n: usize) -> Vec<T> {
         let Window { in_h, in_w, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w } = self.win;
         let c = self.c;
         let k = kh * kw * c;
-        let mut out = vec![T::zero(); n * out_h * out_w * k];
+        let mut out = self.buffer(n * out_h * out_w * k);
         out.par_chunks_mut(out_h * out_w * k).zip(x.par_chunks(in_h * in_w * c)).for_each(|(cols, img)| {
             for oy in 0..out_h {
                 for ox in 0..out_w {
@@ -101,10 +115,6 @@ impl CustomOp1 for Im2Col {
         let out = float_map!(self.name(), s, l, |x| self.run(x, n));
         Ok((out, shape))
     }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(Col2Im { win: self.win, c: self.c })?))
-    }
 }
 
 impl CustomOp1 for Col2Im {
@@ -118,14 +128,16 @@ impl CustomOp1 for Col2Im {
         let out = float_map!(self.name(), s, l, |x| self.run(x, n));
         Ok((out, shape))
     }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(Im2Col { win: self.win, c: self.c })?))
-    }
 }
 
-/// Unfolds an NHWC batch into GEMM rows (differentiable).
+/// Unfolds an NHWC batch into GEMM rows.
 pub fn im2col(x: &Tensor, win: Window) -> Result<Tensor> {
     let c = x.dims()[3];
-    x.contiguous()?.apply_op1(Im2Col { win, c })
+    x.contiguous()?.apply_op1_no_bwd(&Im2Col { win, c })
+}
+
+/// Folds GEMM rows back into an NHWC batch of `(h, w, c)` images, summing overlaps: the adjoint of
+/// [`im2col`], Conv2D's input gradient.
+pub fn col2im(cols: &Tensor, win: Window, c: usize) -> Result<Tensor> {
+    cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, c })
 }

@@ -1,65 +1,129 @@
-//! `act(x @ w + b)` as one candle op (Dense), and the GEMM + bias + activation kernels that Conv2D
-//! shares once its input is unfolded by im2col.
+//! `act(x @ w + b)` as one candle op (Dense), the GEMM + bias + activation kernels that Conv2D
+//! shares once its input is unfolded by im2col, and their backward pass.
 
 use super::bias_act::BiasAct;
-use super::unary::{Unary, UnaryBackward};
+use super::unary::Unary;
 use super::{contiguous, float_map, unsupported, Elem};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-/// `dst (m x n) = lhs (m x k) @ rhs (k x n)`, all row-major and contiguous, on the `gemm` crate
-/// (AVX-512 kernels where the CPU has them), split across rayon's threads.
-pub(crate) fn matmul<T: Elem>(lhs: &[T], rhs: &[T], dst: &mut [T], m: usize, k: usize, n: usize) -> Result<()> {
-    if lhs.len() < m * k || rhs.len() < k * n || dst.len() < m * n {
-        candle_core::bail!("matmul: buffers smaller than ({m}x{k}) @ ({k}x{n})");
-    }
+/// A `len`-element buffer that the caller overwrites entirely before reading (GEMM outputs):
+/// zeroing it first would cost a full extra pass over memory.
+pub(crate) fn uninit<T: Elem>(len: usize, fill: impl FnOnce(*mut T)) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    fill(v.spare_capacity_mut().as_mut_ptr().cast::<T>());
+    // SAFETY: `fill` wrote all `len` elements (every caller passes a GEMM or copy that does).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// How a GEMM operand is stored: `(rows x cols)` row-major, or its transpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    Plain,
+    Transposed,
+}
+
+/// `dst (m x n) = alpha * dst + beta * op(lhs) (m x k) @ op(rhs) (k x n)` on the `gemm` crate
+/// (AVX-512 kernels where the CPU has them), split across rayon's threads; `dst` is only read when
+/// `accumulate`. `op(a)` reads a transposed operand through strides, without copying it.
+///
+/// # Safety
+/// `dst` must be valid for `m * n` writes (and reads when `accumulate`), `lhs`/`rhs` for `m * k` /
+/// `k * n` reads, and none may overlap.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_raw<T: Elem>(
+    dst: *mut T,
+    lhs: (&[T], Order),
+    rhs: (&[T], Order),
+    (m, k, n): (usize, usize, usize),
+    accumulate: Option<(T, T)>,
+) {
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the buffers are distinct, contiguous and at least as large as checked above.
+    // gemm takes (column stride, row stride) per operand.
+    let (lcs, lrs) = match lhs.1 {
+        Order::Plain => (1, k as isize),
+        Order::Transposed => (m as isize, 1),
+    };
+    let (rcs, rrs) = match rhs.1 {
+        Order::Plain => (1, n as isize),
+        Order::Transposed => (k as isize, 1),
+    };
+    let (alpha, beta) = accumulate.unwrap_or((T::zero(), T::one()));
+    // SAFETY: the caller guarantees the buffer sizes; strides match the stated storage orders.
     unsafe {
         gemm::gemm(
             m, n, k,
-            dst.as_mut_ptr(), 1, n as isize, false,
-            lhs.as_ptr(), 1, k as isize,
-            rhs.as_ptr(), 1, n as isize,
-            T::zero(), T::one(), false, false, false, parallelism,
+            dst, 1, n as isize, accumulate.is_some(),
+            lhs.0.as_ptr(), lcs, lrs,
+            rhs.0.as_ptr(), rcs, rrs,
+            alpha, beta, false, false, false, parallelism,
         )
     }
-    Ok(())
 }
 
-/// Forward kernel: `out = act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`, `out (m x n)`.
+/// `op(lhs) @ op(rhs)` into a new `(m x n)` buffer.
+pub(crate) fn matmul<T: Elem>(lhs: (&[T], Order), rhs: (&[T], Order), (m, k, n): (usize, usize, usize)) -> Result<Vec<T>> {
+    if lhs.0.len() < m * k || rhs.0.len() < k * n {
+        candle_core::bail!("matmul: buffers smaller than ({m}x{k}) @ ({k}x{n})");
+    }
+    // SAFETY: sizes checked above; the output is a fresh buffer that gemm fills completely.
+    Ok(uninit(m * n, |dst| unsafe { gemm_raw(dst, lhs, rhs, (m, k, n), None) }))
+}
+
+/// Forward kernel into `out`: `out = act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`.
 pub(crate) fn forward_into<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>, out: &mut [T]) -> Result<()> {
-    matmul(x, w, out, m, k, b.len())?;
+    let n = b.len();
+    if x.len() < m * k || w.len() < k * n || out.len() < m * n {
+        candle_core::bail!("dense: buffers smaller than ({m}x{k}) @ ({k}x{n})");
+    }
+    // SAFETY: sizes checked above; `out` is borrowed mutably, so it overlaps nothing.
+    unsafe { gemm_raw(out.as_mut_ptr(), (x, Order::Plain), (w, Order::Plain), (m, k, n), None) };
     BiasAct(act).apply_in_place(out, b);
     Ok(())
 }
 
-fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
-    let mut out = vec![T::zero(); m * b.len()];
-    forward_into(x, w, b, m, k, act, &mut out)?;
+/// Forward kernel into a new buffer.
+pub(crate) fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
+    let mut out = matmul((x, Order::Plain), (w, Order::Plain), (m, k, b.len()))?;
+    BiasAct(act).apply_in_place(&mut out, b);
     Ok(out)
 }
 
-/// Backward kernel from the saved output: `(dx, dw, db)` for 2-D `x (m x k)` and `w (k x n)`; `dx`
-/// only when `input_grad` (the model's input needs none, which saves a GEMM in the first layer).
-pub(crate) fn backward(
-    x: &Tensor,
-    w: &Tensor,
-    out: &Tensor,
-    grad: &Tensor,
-    act: Option<Unary>,
-    input_grad: bool,
-) -> Result<(Option<Tensor>, Tensor, Tensor)> {
-    let grad = grad.contiguous()?;
-    let dpre = match act {
-        Some(u) => out.contiguous()?.apply_op2_no_bwd(&grad, &UnaryBackward(u))?,
-        None => grad,
-    };
+/// The gradients of `x @ w + b` from the gradient `dpre` of its result: `(dx, dw, db)` for 2-D
+/// `x (m x k)` and `w (k x n)`; `dx` only when `input_grad` (a model's input needs none, which
+/// saves a GEMM in the first layer).
+pub(crate) fn backward(x: &Tensor, w: &Tensor, dpre: &Tensor, input_grad: bool) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+    let dpre = dpre.contiguous()?;
     let db = dpre.apply_op1_no_bwd(&ColumnSum)?;
-    let dw = x.t()?.matmul(&dpre)?;
-    let dx = if input_grad { Some(dpre.matmul(&w.t()?)?) } else { None };
+    let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &MatMul(Order::Transposed, Order::Plain))?;
+    let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&w.contiguous()?, &MatMul(Order::Plain, Order::Transposed))?) } else { None };
     Ok((dx, dw, db))
+}
+
+/// `op(a) @ op(b)` for contiguous 2-D tensors given in their stored shapes.
+struct MatMul(Order, Order);
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "kandle-matmul"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (&[r1, c1], &[r2, c2]) = (l1.dims(), l2.dims()) else { candle_core::bail!("matmul expects 2-D operands") };
+        let (m, k) = if self.0 == Order::Plain { (r1, c1) } else { (c1, r1) };
+        let (k2, n) = if self.1 == Order::Plain { (r2, c2) } else { (c2, r2) };
+        if k != k2 {
+            candle_core::bail!("matmul: inner dimensions {k} and {k2} differ");
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(matmul((contiguous(s1, l1)?, self.0), (contiguous(s2, l2)?, self.1), (m, k, n))?),
+            CpuStorage::F64(_) => CpuStorage::F64(matmul((contiguous(s1, l1)?, self.0), (contiguous(s2, l2)?, self.1), (m, k, n))?),
+            _ => return Err(unsupported(self.name(), s1.dtype())),
+        };
+        Ok((out, Shape::from((m, n))))
+    }
 }
 
 /// Sums a contiguous `(m, n)` matrix over its rows (the bias gradient): per-thread partial sums over
@@ -117,14 +181,9 @@ impl CustomOp3 for LinearOp {
         };
         Ok((out, Shape::from((m, n))))
     }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, out: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = backward(x, w, out, grad, self.0, x.track_op())?;
-        Ok((dx, Some(dw), Some(db)))
-    }
 }
 
-/// `act(x @ w + b)` for 2-D `x` (differentiable in all three).
+/// `act(x @ w + b)` for 2-D `x`.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Unary>) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp(act))
+    x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &LinearOp(act))
 }

@@ -76,12 +76,6 @@ impl CustomOp1 for MaxPool2d {
         *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = arg;
         Ok((out, shape))
     }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let argmax = self.argmax.lock().unwrap_or_else(|e| e.into_inner());
-        let op = MaxPool2dBackward { argmax: &argmax, input_shape: arg.shape().clone() };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
-    }
 }
 
 impl CustomOp1 for MaxPool2dBackward<'_> {
@@ -103,7 +97,19 @@ impl CustomOp1 for MaxPool2dBackward<'_> {
     }
 }
 
-/// Max-pools an NHWC batch (differentiable).
-pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool2d { win, argmax: Mutex::new(Vec::new()) })
+/// Max-pools an NHWC batch; also returns the flat input index of each output's maximum, which
+/// [`max_pool2d_backward`] needs.
+pub fn max_pool2d(x: &Tensor, win: Window) -> Result<(Tensor, Vec<u32>)> {
+    let op = MaxPool2d { win, argmax: Mutex::new(Vec::new()) };
+    let y = x.contiguous()?.apply_op1_no_bwd(&op)?;
+    Ok((y, op.argmax.into_inner().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// The input gradient: each output's gradient goes to the input its maximum came from.
+pub fn max_pool2d_backward(grad: &Tensor, argmax: &[u32], input_shape: &Shape) -> Result<Tensor> {
+    if argmax.len() != grad.elem_count() {
+        candle_core::bail!("max-pool2d backward: {} saved positions for {} gradients", argmax.len(), grad.elem_count());
+    }
+    let op = MaxPool2dBackward { argmax, input_shape: input_shape.clone() };
+    grad.contiguous()?.apply_op1_no_bwd(&op)
 }

@@ -69,10 +69,6 @@ impl CustomOp1 for Unary {
         let out = float_map!(self.name(), s, l, |x| par_map(x, |v| self.f(v)));
         Ok((out, l.shape().clone()))
     }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &UnaryBackward(*self))?))
-    }
 }
 
 /// Element-wise map, split across threads for large tensors.
@@ -118,13 +114,24 @@ impl CustomOp2 for UnaryBackward {
     }
 }
 
-/// Applies an element-wise activation (differentiable).
+/// Applies an element-wise activation.
 pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(op)
+    x.contiguous()?.apply_op1_no_bwd(&op)
+}
+
+/// `grad * f'(x)` from the activation's output `y`.
+pub fn unary_backward(y: &Tensor, grad: &Tensor, op: Unary) -> Result<Tensor> {
+    y.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &UnaryBackward(op))
+}
+
+/// Softmax's vector-Jacobian product from its output: `y * (grad - sum(grad * y))` per row.
+pub fn softmax_backward(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let dot = grad.mul(y)?.sum_keepdim(D::Minus1)?;
+    y.mul(&grad.broadcast_sub(&dot)?)
 }
 
 /// Softmax over the last axis, shifted by the row maximum; differentiable through candle's own ops
-/// (unlike `candle_nn::ops::softmax_last_dim`, whose gradient silently stops).
+/// (unlike `candle_nn::ops::softmax_last_dim`, whose gradient silently stops), which the losses use.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
