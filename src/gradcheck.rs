@@ -113,7 +113,8 @@ fn layer_backward(l: &dyn Layer, x: &Tensor, r: &Tensor) -> Result<Vec<Option<Te
     let (output, extra) = l.forward_train(x, true)?;
     let saved = Saved { input: x.clone(), output, activated: true, extra };
     let g = l.backward(&saved, r, true)?;
-    Ok(std::iter::once(g.input).chain(g.weights.into_iter().map(Some)).collect())
+    let weights = g.weights.iter().zip(l.weights()).map(|(g, w)| g.value(w.as_tensor()).map(Some));
+    std::iter::once(Ok(g.input)).chain(weights).collect()
 }
 
 /// Checks a layer's training pass (`forward_train`, `backward`) on input `x`.

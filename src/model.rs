@@ -3,7 +3,7 @@
 
 use crate::activations::Activation;
 use crate::error::keras_shape;
-use crate::layers::{self, Layer, Saved};
+use crate::layers::{self, Grad, Layer, Saved};
 use crate::losses::loss_and_gradient;
 use crate::losses::Loss;
 use crate::metrics::Metric;
@@ -25,6 +25,41 @@ pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
     compiled: Option<Compiled>,
     dtype: DType,
+}
+
+/// The training pass: forward through every layer keeping what `backward` needs, the loss and its
+/// gradient, then the layers in reverse, handing each layer's weight gradients to `on_layer` (last
+/// layer first) and freeing its record (and its large buffers) right after. Returns the batch-mean
+/// loss and the output.
+fn backward_pass(
+    layers: &[Box<dyn Layer>],
+    loss: Loss,
+    x: &Tensor,
+    y: &Tensor,
+    mut on_layer: impl FnMut(usize, Vec<Grad>) -> Result<()>,
+) -> Result<(Tensor, Tensor)> {
+    let count = layers.len();
+    let mut saved = Vec::with_capacity(count);
+    let mut h = x.clone();
+    for (i, layer) in layers.iter().enumerate() {
+        // The last layer stops before its activation: the loss starts from its logits.
+        let activated = i + 1 < count;
+        let (out, extra) = layer.forward_train(&h, activated)?;
+        saved.push(Saved { input: h, output: out.clone(), activated, extra });
+        h = out;
+    }
+    let act = layers.last().map(|l| l.activation()).unwrap_or(Activation::Linear);
+    let (value, out, mut grad) = loss_and_gradient(loss, y, &h, act)?;
+    while let Some(s) = saved.pop() {
+        let i = saved.len();
+        let g = layers[i].backward(&s, &grad, i > 0)?;
+        drop(s);
+        on_layer(i, g.weights)?;
+        if i > 0 {
+            grad = g.input.ok_or_else(|| Error::Runtime(format!("layer {} returned no input gradient", layers[i].name())))?;
+        }
+    }
+    Ok((value, out))
 }
 
 /// Per-batch sums: the loss first, then each metric, in `metrics_names` order.
@@ -163,31 +198,16 @@ impl Sequential {
     /// loss, the output, and the loss's gradient for every weight, in `weights()` order. `y` is the
     /// validated target (see `target`).
     pub fn gradients(&self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
-        let loss_kind = self.require_compiled()?.loss;
-        let count = self.layers.len();
-        let mut saved = Vec::with_capacity(count);
-        let mut h = x.to_dtype(self.dtype)?;
-        for (i, layer) in self.layers.iter().enumerate() {
-            // The last layer stops before its activation: the loss starts from its logits.
-            let activated = i + 1 < count;
-            let (out, extra) = layer.forward_train(&h, activated)?;
-            saved.push(Saved { input: h, output: out.clone(), activated, extra });
-            h = out;
-        }
-        let act = self.layers.last().map(|l| l.activation()).unwrap_or(Activation::Linear);
-        let (loss, out, mut grad) = loss_and_gradient(loss_kind, y, &h, act)?;
-        let mut grads = Vec::with_capacity(count);
-        // Backwards, freeing each layer's record (and its large buffers) as soon as it is used.
-        while let Some(s) = saved.pop() {
-            let i = saved.len();
-            let g = self.layers[i].backward(&s, &grad, i > 0)?;
-            grads.push(g.weights);
-            if i > 0 {
-                grad = g.input.ok_or_else(|| Error::Runtime(format!("layer {} returned no input gradient", self.layers[i].name())))?;
-            }
-        }
+        let loss = self.require_compiled()?.loss;
+        let mut grads = Vec::new();
+        let (value, out) = backward_pass(&self.layers, loss, &x.to_dtype(self.dtype)?, y, |i, g| {
+            let weights = self.layers[i].weights();
+            let values = g.iter().zip(&weights).map(|(g, w)| g.value(w.as_tensor())).collect::<Result<Vec<_>>>()?;
+            grads.push(values);
+            Ok(())
+        })?;
         grads.reverse();
-        Ok((loss, out, grads.into_iter().flatten().collect()))
+        Ok((value, out, grads.into_iter().flatten().collect()))
     }
 
     /// Targets as a tensor shaped like the output (or `(n,)` class indices), validated.
@@ -220,16 +240,28 @@ impl Sequential {
         Ok(sums)
     }
 
-    /// One optimisation step on one batch; returns the batch's loss/metric sums.
+    /// One optimisation step on one batch; returns the batch's loss/metric sums. Each layer's
+    /// weights are updated as soon as the backward pass has its gradients (the gradients of the
+    /// layers below never read them), while those gradients are still in cache.
     pub fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
         let y = self.target(y, x.dim(0)?)?;
-        let (loss, out, grads) = self.gradients(x, &y)?;
-        let sums = self.sums(&loss, &y, &out)?;
+        let x = x.to_dtype(self.dtype)?;
         let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
-        let compiled = self.compiled.as_mut().expect("checked above");
-        compiled.optimizer.step(&refs, &grads)?;
-        Ok(sums)
+        // Index of each layer's first weight in `vars`.
+        let first: Vec<usize> = self.layers.iter().scan(0, |n, l| { let i = *n; *n += l.weights().len(); Some(i) }).collect();
+        let Sequential { layers, compiled, .. } = self;
+        let compiled = compiled.as_mut().expect("checked by target");
+        let optimizer = &mut compiled.optimizer;
+        optimizer.prepare(&refs)?;
+        let (loss, out) = backward_pass(layers, compiled.loss, &x, &y, |i, grads| {
+            for (j, g) in grads.iter().enumerate() {
+                optimizer.update(first[i] + j, &vars[first[i] + j], g)?;
+            }
+            Ok(())
+        })?;
+        compiled.optimizer.finish_step();
+        self.sums(&loss, &y, &out)
     }
 
     /// Loss and metrics on one batch, without training.

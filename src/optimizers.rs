@@ -1,6 +1,8 @@
 //! Optimizers with Keras 3's defaults and update rules (keras/src/optimizers/*.py), applied to
 //! candle `Var`s in place.
 
+use crate::layers::Grad;
+use crate::ops::linear::sgd_update_tn;
 use crate::ops::update::{update1, update2};
 use crate::{Error, Result};
 use candle_core::{Tensor, Var};
@@ -141,19 +143,30 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of every variable from its gradient (`grads[i]` for `vars[i]`), in place (Keras
-    /// 3's formulas).
-    pub fn step(&mut self, vars: &[&Var], grads: &[Tensor]) -> Result<()> {
-        if vars.len() != grads.len() {
-            return Err(Error::Runtime(format!("{} gradients for {} variables", grads.len(), vars.len())));
-        }
+    /// Creates the per-variable state on the first step (or after the variables changed).
+    pub fn prepare(&mut self, vars: &[&Var]) -> Result<()> {
         if self.slots.len() != vars.len() {
             self.init_slots(vars)?;
         }
+        Ok(())
+    }
+
+    /// Updates variable `index` (in the order given to `prepare`) from its gradient, in place
+    /// (Keras 3's formulas). Call `finish_step` once every variable of the step is updated.
+    pub fn update(&mut self, index: usize, var: &Var, grad: &Grad) -> Result<()> {
         let lr = self.learning_rate;
         let t = (self.iterations + 1) as f64;
-        for ((var, g), slots) in vars.iter().zip(grads).zip(self.slots.iter_mut()) {
-            let w = var.as_tensor();
+        let w = var.as_tensor();
+        if let (Rule::Sgd { momentum, .. }, Grad::Product { lhs, rhs }) = (&self.rule, grad) {
+            if *momentum == 0.0 {
+                return Ok(sgd_update_tn(w, lhs, rhs, lr)?);
+            }
+        }
+        let g = &grad.value(w)?;
+        let Some(slots) = self.slots.get_mut(index) else {
+            return Err(Error::Runtime(format!("optimizer: no state for variable {index}; call prepare first")));
+        };
+        {
             match self.rule {
                 Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
                     update1(&slots[0], g, |m, [g]| momentum * m - lr * g)?;
@@ -192,7 +205,47 @@ impl Optimizer {
                 }
             }
         }
-        self.iterations += 1;
         Ok(())
+    }
+
+    /// Ends a step: counts it (Adam's bias correction reads the count).
+    pub fn finish_step(&mut self) {
+        self.iterations += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use serde_json::json;
+
+    fn tensor(n: usize, shape: (usize, usize), scale: f32) -> Tensor {
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 101) as f32 - 50.0) * scale).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn plain_sgd_folded_into_the_kernel_gradient_gemm_equals_the_update_from_the_gradient() {
+        // A (6, 4) kernel whose gradient is xᵀ @ dy for x (5, 6) and dy (5, 4).
+        let (x, dy) = (tensor(30, (5, 6), 0.01), tensor(20, (5, 4), 0.02));
+        let w0 = tensor(24, (6, 4), 0.03);
+        let run = |grad: Grad| -> Vec<f32> {
+            let w = Var::from_tensor(&w0.copy().unwrap()).unwrap();
+            let mut opt = Optimizer::from_json(&json!({"class_name": "SGD", "config": {"learning_rate": 0.1}})).unwrap();
+            opt.prepare(&[&w]).unwrap();
+            opt.update(0, &w, &grad).unwrap();
+            opt.finish_step();
+            assert_eq!(opt.iterations, 1);
+            w.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let fused = run(Grad::Product { lhs: x.clone(), rhs: dy.clone() });
+        let g = x.t().unwrap().matmul(&dy).unwrap();
+        let expected = run(Grad::Value(g.clone()));
+        let by_hand: Vec<f32> = w0.sub(&g.affine(0.1, 0.0).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for ((f, e), h) in fused.iter().zip(&expected).zip(&by_hand) {
+            assert!((f - e).abs() <= 1e-6 && (e - h).abs() <= 1e-6, "fused {f}, from the gradient {e}, by hand {h}");
+        }
+        assert_eq!(w0.dtype(), DType::F32);
     }
 }

@@ -1,6 +1,6 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
+use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Grad, Gradients, Layer, Saved, Shapes};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
@@ -139,7 +139,8 @@ impl Layer for Conv2D {
         };
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
         let (dx, dw, db) = conv2d_backward(cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
-        let weights = if self.bias.is_some() { vec![dw, db] } else { vec![dw] };
+        let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
+        let weights = if self.bias.is_some() { vec![dw, Grad::Value(db)] } else { vec![dw] };
         Ok(Gradients { input: dx, weights })
     }
 }

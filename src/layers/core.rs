@@ -1,6 +1,6 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
+use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Grad, Gradients, Layer, Saved, Shapes};
 use crate::ops::linear::{self, linear};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
@@ -116,7 +116,8 @@ impl Layer for Dense {
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
         let (dx, dw, db) = linear::backward(&as_matrix(&saved.input)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grad)?;
         let input = dx.map(|d| d.reshape(saved.input.shape())).transpose()?;
-        let weights = if self.bias.is_some() { vec![dw, db] } else { vec![dw] };
+        let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
+        let weights = if self.bias.is_some() { vec![dw, Grad::Value(db)] } else { vec![dw] };
         Ok(Gradients { input, weights })
     }
 }

@@ -106,7 +106,26 @@ impl Saved {
 /// What `backward` returns.
 pub struct Gradients {
     pub input: Option<Tensor>,
-    pub weights: Vec<Tensor>,
+    pub weights: Vec<Grad>,
+}
+
+/// A weight's gradient, computed or still a product: a kernel's gradient is `xᵀ @ dy` (im2col rows
+/// or Dense inputs against the output gradient), which plain SGD folds into one GEMM that updates
+/// the weight in place, so the gradient itself is never stored.
+pub enum Grad {
+    Value(Tensor),
+    /// `lhsᵀ @ rhs` for 2-D `lhs (m, k)` and `rhs (m, n)`, reshaped to the weight's shape.
+    Product { lhs: Tensor, rhs: Tensor },
+}
+
+impl Grad {
+    /// The gradient as a tensor shaped like `like`.
+    pub fn value(&self, like: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Grad::Value(t) => t.clone(),
+            Grad::Product { lhs, rhs } => crate::ops::linear::matmul_tn(lhs, rhs)?.reshape(like.shape())?,
+        })
+    }
 }
 
 impl Gradients {

@@ -103,17 +103,17 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Opti
 }
 
 /// `(dx, dkernel, dbias)` from the gradient `dpre` with respect to the pre-activation output
-/// `(n, oh, ow, f)`; `dx` only when `input_grad`.
+/// `(n, oh, ow, f)`; `dx` only when `input_grad`; `dkernel = colsᵀ @ dpre` as its two factors.
 pub fn conv2d_backward(
     cols: &Tensor,
     kernel: &Tensor,
     dpre: &Tensor,
     win: Window,
     input_grad: bool,
-) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+) -> Result<(Option<Tensor>, (Tensor, Tensor), Tensor)> {
     let &[kh, kw, c, f] = kernel.dims() else { candle_core::bail!("conv2d: kernel must be 4-D") };
     let m = dpre.elem_count() / f;
     let (dcols, dw, db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
     let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win, c })).transpose()?;
-    Ok((dx, dw.reshape(kernel.shape())?, db))
+    Ok((dx, dw, db))
 }

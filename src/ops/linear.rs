@@ -91,15 +91,55 @@ pub(crate) fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, ac
     Ok(out)
 }
 
-/// The gradients of `x @ w + b` from the gradient `dpre` of its result: `(dx, dw, db)` for 2-D
-/// `x (m x k)` and `w (k x n)`; `dx` only when `input_grad` (a model's input needs none, which
-/// saves a GEMM in the first layer).
-pub(crate) fn backward(x: &Tensor, w: &Tensor, dpre: &Tensor, input_grad: bool) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+/// `aᵀ @ b` for 2-D `a (m x k)` and `b (m x n)`: a kernel's gradient from its inputs and output
+/// gradient.
+pub fn matmul_tn(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &MatMul(Order::Transposed, Order::Plain))
+}
+
+/// `w <- w - lr * aᵀ @ b` in one GEMM that reads and writes `w` (plain SGD on a kernel whose
+/// gradient is `aᵀ @ b`); `w` must be contiguous with `k * n` elements.
+pub fn sgd_update_tn(w: &Tensor, a: &Tensor, b: &Tensor, lr: f64) -> Result<()> {
+    w.inplace_op3(&a.contiguous()?, &b.contiguous()?, &SgdTn(lr))
+}
+
+struct SgdTn(f64);
+
+impl candle_core::InplaceOp3 for SgdTn {
+    fn name(&self) -> &'static str {
+        "kandle-sgd-gemm"
+    }
+
+    fn cpu_fwd(&self, w: &mut CpuStorage, wl: &Layout, a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout) -> Result<()> {
+        fn run<T: Elem>(w: &mut [T], a: &[T], b: &[T], (m, k, n): (usize, usize, usize), lr: f64) -> Result<()> {
+            if w.len() != k * n || a.len() != m * k || b.len() != m * n {
+                candle_core::bail!("sgd update: weight of {} elements for ({m}x{k})ᵀ @ ({m}x{n})", w.len());
+            }
+            // SAFETY: sizes checked above; `w` is borrowed mutably, so it overlaps nothing.
+            unsafe { gemm_raw(w.as_mut_ptr(), (a, Order::Transposed), (b, Order::Plain), (k, m, n), Some((T::one(), T::from(-lr).unwrap()))) };
+            Ok(())
+        }
+        let (&[m, k], &[m2, n]) = (al.dims(), bl.dims()) else { candle_core::bail!("sgd update expects 2-D factors") };
+        let Some((start, end)) = wl.contiguous_offsets() else { candle_core::bail!("sgd update: weight not contiguous") };
+        if m != m2 {
+            candle_core::bail!("sgd update: factors have {m} and {m2} rows");
+        }
+        match w {
+            CpuStorage::F32(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0),
+            CpuStorage::F64(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0),
+            other => Err(unsupported(self.name(), other.dtype())),
+        }
+    }
+}
+
+/// The gradients of `x @ w + b` from the gradient `dpre` of its result, for 2-D `x (m x k)` and
+/// `w (k x n)`: `dx` (only when `input_grad`: a model's input needs none, which saves a GEMM in the
+/// first layer), `db`, and `dw = xᵀ @ dpre` left as its two factors (see `Grad::Product`).
+pub(crate) fn backward(x: &Tensor, w: &Tensor, dpre: &Tensor, input_grad: bool) -> Result<(Option<Tensor>, (Tensor, Tensor), Tensor)> {
     let dpre = dpre.contiguous()?;
     let db = dpre.apply_op1_no_bwd(&ColumnSum)?;
-    let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &MatMul(Order::Transposed, Order::Plain))?;
     let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&w.contiguous()?, &MatMul(Order::Plain, Order::Transposed))?) } else { None };
-    Ok((dx, dw, db))
+    Ok((dx, (x.contiguous()?, dpre), db))
 }
 
 /// `op(a) @ op(b)` for contiguous 2-D tensors given in their stored shapes.
