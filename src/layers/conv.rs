@@ -94,7 +94,7 @@ impl Conv2D {
 
 impl Conv2D {
     /// One fused op for conv + bias + element-wise activation; a softmax is applied after it. With
-    /// `keep_cols` (training) also the im2col matrix.
+    /// `keep_cols` (training) also the im2col matrix, when the op keeps one.
     fn compute(&self, x: &Tensor, activated: bool, keep_cols: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (fused, rest) = split_activation(self.cfg.activation, activated);
         let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel)?;
@@ -134,12 +134,12 @@ impl Layer for Conv2D {
     }
 
     fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
-        let Extra::Cols(cols) = &saved.extra else {
-            return crate::value_err!("Conv2D \"{}\": backward without its saved im2col matrix", self.name());
+        let cols = match &saved.extra {
+            Extra::Cols(cols) => Some(cols),
+            _ => None,
         };
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
-        let (dx, dw, db) = conv2d_backward(cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
-        let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
+        let (dx, dw, db) = conv2d_backward(&saved.input, cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
         let weights = if self.bias.is_some() { vec![dw, Grad::Value(db)] } else { vec![dw] };
         Ok(Gradients { input: dx, weights })
     }

@@ -14,15 +14,18 @@ impl BiasAct {
     pub(crate) fn apply_in_place<T: Elem>(&self, y: &mut [T], b: &[T]) {
         let n = b.len().max(1);
         let rows_per_task = (PAR_CHUNK / n).max(1);
-        y.par_chunks_mut(rows_per_task * n).for_each(|chunk| {
-            for row in chunk.chunks_exact_mut(n) {
-                for (v, &b) in row.iter_mut().zip(b) {
-                    *v = match self.0 {
-                        Some(u) => u.f(*v + b),
-                        None => *v + b,
-                    };
-                }
+        y.par_chunks_mut(rows_per_task * n).for_each(|chunk| self.apply_rows(chunk, b));
+    }
+
+    /// The same on the calling thread.
+    pub(crate) fn apply_rows<T: Elem>(&self, y: &mut [T], b: &[T]) {
+        for row in y.chunks_exact_mut(b.len().max(1)) {
+            for (v, &b) in row.iter_mut().zip(b) {
+                *v = match self.0 {
+                    Some(u) => u.f(*v + b),
+                    None => *v + b,
+                };
             }
-        });
+        }
     }
 }

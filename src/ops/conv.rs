@@ -1,22 +1,69 @@
-//! Conv2D as one candle op: im2col + GEMM (the `gemm` crate, AVX-512 where the CPU has it) + bias +
-//! activation in the forward pass, which keeps the im2col matrix when training so that the backward
-//! pass ([`conv2d_backward`]) gets the weight gradient from one GEMM.
+//! Conv2D as im2col + GEMM (the `gemm` crate, AVX-512 where the CPU has it) + bias + activation.
+//!
+//! Two ways to run it, chosen by kernel size, because on this kind of machine memory traffic, not
+//! arithmetic, decides the early layers: a 29 MB im2col matrix costs ~5 ms per pass from memory,
+//! while a group of images whose unfolded rows fit in a core's L2 cache costs a fraction of that.
+//! - Small kernels (the early layers, whose im2col matrices are the largest): image groups run in
+//!   parallel, one thread each, unfolding a group into a cache-sized buffer and multiplying it at
+//!   once; the backward pass unfolds the groups again instead of keeping a matrix for the batch.
+//! - Large kernels: one multi-threaded GEMM over the whole batch, whose im2col matrix training
+//!   keeps for the weight gradient (per-group GEMMs would re-read the kernel for every group).
 
 use super::im2col::{Col2Im, Im2Col};
-use super::linear::{self, uninit};
+use super::linear::{self, gemm_raw, uninit, Order, Threads};
+use super::bias_act::BiasAct;
 use super::unary::Unary;
 use super::{contiguous, unsupported, Elem, Window};
+use crate::layers::Grad;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
-/// Elements of the im2col matrix unfolded at once during inference (16 MB of f32).
+/// Kernels of at most this many entries (512 KB of f32) take the grouped path: above that, the
+/// per-task partial kernel gradients and re-read kernels cost more than the grouping saves.
+const GROUPED_MAX_KERNEL: usize = 1 << 17;
+/// im2col entries per image group on the grouped path: 1.5 MB of f32, inside a core's L2.
+const GROUP_COLS: usize = 384 << 10;
+/// Elements of the im2col matrix unfolded at once during inference on the batch path (16 MB).
 const INFERENCE_COLS: usize = 4 << 20;
+
+/// Whether a convolution with this window, `c` input channels and `f` filters takes the grouped path.
+fn grouped(win: &Window, c: usize, f: usize) -> bool {
+    #[cfg(test)]
+    if let Some(forced) = FORCE_GROUPED.with(|f| f.get()) {
+        return forced;
+    }
+    win.kh * win.kw * c * f <= GROUPED_MAX_KERNEL
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCE_GROUPED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every convolution started on this thread on the grouped path (`true`) or the
+/// batch path (`false`), so that tests cover both whatever the kernel size.
+#[cfg(test)]
+pub(crate) fn with_path<R>(grouped: bool, f: impl FnOnce() -> R) -> R {
+    FORCE_GROUPED.with(|c| c.set(Some(grouped)));
+    let r = f();
+    FORCE_GROUPED.with(|c| c.set(None));
+    r
+}
+
+/// Images per group on the grouped path: about `GROUP_COLS` entries, but at least two groups per
+/// thread when the batch allows, so both cores get work.
+fn images_per_group(n: usize, entries_per_image: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_cache = (GROUP_COLS / entries_per_image.max(1)).max(1);
+    by_cache.min(n.div_ceil(2 * threads)).max(1)
+}
 
 struct Conv2dOp {
     win: Window,
     act: Option<Unary>,
-    /// Keep the im2col matrix for the backward pass (training only).
+    /// Keep the im2col matrix for the backward pass (training on the batch path).
     save: bool,
     cols: Mutex<Option<Tensor>>,
 }
@@ -26,6 +73,21 @@ impl Conv2dOp {
         let (k, f) = (self.win.kh * self.win.kw * c, b.len());
         let rows = self.win.out_h * self.win.out_w;
         let unfold = Im2Col { win: self.win, c };
+        let image = self.win.in_h * self.win.in_w * c;
+        if grouped(&self.win, c, f) {
+            let g = images_per_group(n, unfold.entries_per_image());
+            // SAFETY: the groups partition the output and each GEMM writes its whole group.
+            let mut out = uninit(n * rows * f, |_: *mut T| ());
+            out.par_chunks_mut(g * rows * f).zip(x.par_chunks(g * image)).for_each(|(out, imgs)| {
+                let nb = imgs.len() / image;
+                let mut cols = unfold.buffer(nb * unfold.entries_per_image());
+                unfold.images(imgs, &mut cols);
+                // SAFETY: cols is (nb*rows x k), w (k x f), out (nb*rows x f), all distinct.
+                unsafe { gemm_raw(out.as_mut_ptr(), (&cols, Order::Plain), (w, Order::Plain), (nb * rows, k, f), None, Threads::One) };
+                BiasAct(self.act).apply_rows(out, b);
+            });
+            return Ok(out);
+        }
         if self.save {
             let cols = unfold.run(x, n);
             let out = linear::forward(&cols, w, b, n * rows, k, self.act)?;
@@ -33,23 +95,14 @@ impl Conv2dOp {
             return Ok(out);
         }
         // Inference keeps nothing for a backward pass, so it unfolds a few images at a time: a
-        // predict batch of 256 would otherwise build a 230 MB matrix for the second layer.
+        // predict batch of 256 would otherwise build a huge matrix.
         let per_chunk = (INFERENCE_COLS / (rows * k).max(1)).clamp(1, n.max(1));
-        let image = self.win.in_h * self.win.in_w * c;
-        let mut result = Ok(());
-        let out = uninit(n * rows * f, |dst: *mut T| {
-            for (i, imgs) in x.chunks(per_chunk * image).enumerate() {
-                let nb = imgs.len() / image;
-                // SAFETY: chunk i covers outputs [i*per_chunk*rows*f, ..+nb*rows*f), inside the buffer.
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.add(i * per_chunk * rows * f), nb * rows * f) };
-                if let Err(e) = linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, out) {
-                    result = Err(e);
-                    // Keep the buffer fully written even on error (it is dropped by the caller).
-                    out.iter_mut().for_each(|v| *v = T::zero());
-                }
-            }
-        });
-        result.map(|_| out)
+        let mut out = vec![T::zero(); n * rows * f];
+        for (imgs, dst) in x.chunks(per_chunk * image).zip(out.chunks_mut(per_chunk * rows * f)) {
+            let nb = imgs.len() / image;
+            linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
+        }
+        Ok(out)
     }
 }
 
@@ -93,27 +146,137 @@ impl CustomOp3 for Conv2dOp {
     }
 }
 
+/// The input gradient on the grouped path: per image group, `dcols = dpre @ kernelᵀ` into a
+/// cache-sized buffer, folded straight back into the group's images.
+struct InputGrad {
+    win: Window,
+    c: usize,
+}
+
+impl InputGrad {
+    fn run<T: Elem>(&self, dpre: &[T], w: &[T], n: usize, f: usize) -> Vec<T> {
+        let unfold = Im2Col { win: self.win, c: self.c };
+        let fold = Col2Im { win: self.win, c: self.c };
+        let (rows, k) = (self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c);
+        let image = self.win.in_h * self.win.in_w * self.c;
+        let g = images_per_group(n, unfold.entries_per_image());
+        let mut dx = vec![T::zero(); n * image];
+        dx.par_chunks_mut(g * image).zip(dpre.par_chunks(g * rows * f)).for_each(|(dx, dpre)| {
+            let nb = dx.len() / image;
+            // SAFETY: dpre is (nb*rows x f), w stored (k x f) read transposed, dcols (nb*rows x k).
+            let dcols = uninit(nb * rows * k, |dst| unsafe {
+                gemm_raw(dst, (dpre, Order::Plain), (w, Order::Transposed), (nb * rows, f, k), None, Threads::One)
+            });
+            for (cols, img) in dcols.chunks_exact(rows * k).zip(dx.chunks_exact_mut(image)) {
+                fold.image(cols, img);
+            }
+        });
+        dx
+    }
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "kandle-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, _, _, f] = l1.dims() else { candle_core::bail!("conv2d input grad expects NHWC") };
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, n, f)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, n, f)),
+            _ => return Err(unsupported(self.name(), s1.dtype())),
+        };
+        Ok((out, Shape::from((n, self.win.in_h, self.win.in_w, self.c))))
+    }
+}
+
+/// The kernel gradient on the grouped path: `Σ colsᵀ @ dpre` over image groups, each group unfolded
+/// again into a cache-sized buffer; one partial sum per task, added up at the end (the kernel is
+/// small on this path).
+struct KernelGrad {
+    win: Window,
+    c: usize,
+}
+
+impl KernelGrad {
+    fn run<T: Elem>(&self, x: &[T], dpre: &[T], n: usize, f: usize) -> Vec<T> {
+        let unfold = Im2Col { win: self.win, c: self.c };
+        let (rows, k) = (self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c);
+        let image = self.win.in_h * self.win.in_w * self.c;
+        let g = images_per_group(n, unfold.entries_per_image());
+        x.par_chunks(g * image)
+            .zip(dpre.par_chunks(g * rows * f))
+            .fold(
+                || vec![T::zero(); k * f],
+                |mut acc, (imgs, dpre)| {
+                    let nb = imgs.len() / image;
+                    let mut cols = unfold.buffer(nb * unfold.entries_per_image());
+                    unfold.images(imgs, &mut cols);
+                    // SAFETY: cols (nb*rows x k) read transposed, dpre (nb*rows x f), acc (k x f).
+                    unsafe {
+                        gemm_raw(acc.as_mut_ptr(), (&cols, Order::Transposed), (dpre, Order::Plain), (k, nb * rows, f), Some((T::one(), T::one())), Threads::One)
+                    };
+                    acc
+                },
+            )
+            .reduce(
+                || vec![T::zero(); k * f],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            )
+    }
+}
+
+impl CustomOp2 for KernelGrad {
+    fn name(&self) -> &'static str {
+        "kandle-conv2d-kernel-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = l1.dims()[0];
+        let f = *l2.dims().last().unwrap_or(&1);
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, n, f)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, n, f)),
+            _ => return Err(unsupported(self.name(), s1.dtype())),
+        };
+        Ok((out, Shape::from((self.win.kh, self.win.kw, self.c, f))))
+    }
+}
+
 /// Convolves an NHWC batch with a Keras kernel `(kh, kw, in, out)`, adds the bias and applies the
-/// element-wise activation. With `keep_cols` (training) it also returns the im2col matrix
+/// element-wise activation. With `train` on the batch path it also returns the im2col matrix
 /// `(n*oh*ow, kh*kw*in)` for [`conv2d_backward`].
-pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, keep_cols: bool) -> Result<(Tensor, Option<Tensor>)> {
-    let op = Conv2dOp { win, act, save: keep_cols, cols: Mutex::new(None) };
+pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, train: bool) -> Result<(Tensor, Option<Tensor>)> {
+    let op = Conv2dOp { win, act, save: train, cols: Mutex::new(None) };
     let y = x.contiguous()?.apply_op3_no_bwd(&kernel.contiguous()?, &bias.contiguous()?, &op)?;
     Ok((y, op.cols.into_inner().unwrap_or_else(|e| e.into_inner())))
 }
 
-/// `(dx, dkernel, dbias)` from the gradient `dpre` with respect to the pre-activation output
-/// `(n, oh, ow, f)`; `dx` only when `input_grad`; `dkernel = colsᵀ @ dpre` as its two factors.
+/// `(dx, dkernel, dbias)` from the input `x`, the im2col matrix `cols` when the forward pass kept
+/// one, and the gradient `dpre` with respect to the pre-activation output `(n, oh, ow, f)`; `dx`
+/// only when `input_grad`. On the batch path `dkernel = colsᵀ @ dpre` stays a product.
 pub fn conv2d_backward(
-    cols: &Tensor,
+    x: &Tensor,
+    cols: Option<&Tensor>,
     kernel: &Tensor,
     dpre: &Tensor,
     win: Window,
     input_grad: bool,
-) -> Result<(Option<Tensor>, (Tensor, Tensor), Tensor)> {
+) -> Result<(Option<Tensor>, Grad, Tensor)> {
     let &[kh, kw, c, f] = kernel.dims() else { candle_core::bail!("conv2d: kernel must be 4-D") };
+    let Some(cols) = cols else {
+        let dpre = dpre.contiguous()?;
+        let db = dpre.reshape((dpre.elem_count() / f, f))?.apply_op1_no_bwd(&linear::ColumnSum)?;
+        let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&kernel.contiguous()?, &InputGrad { win, c })?) } else { None };
+        let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &KernelGrad { win, c })?;
+        return Ok((dx, Grad::Value(dw), db));
+    };
     let m = dpre.elem_count() / f;
-    let (dcols, dw, db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
+    let (dcols, (lhs, rhs), db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
     let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win, c })).transpose()?;
-    Ok((dx, dw, db))
+    Ok((dx, Grad::Product { lhs, rhs }, db))
 }

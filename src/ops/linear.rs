@@ -17,6 +17,13 @@ pub(crate) fn uninit<T: Elem>(len: usize, fill: impl FnOnce(*mut T)) -> Vec<T> {
     v
 }
 
+/// Whether a GEMM splits itself across rayon's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    All,
+    One,
+}
+
 /// How a GEMM operand is stored: `(rows x cols)` row-major, or its transpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
@@ -25,8 +32,9 @@ pub(crate) enum Order {
 }
 
 /// `dst (m x n) = alpha * dst + beta * op(lhs) (m x k) @ op(rhs) (k x n)` on the `gemm` crate
-/// (AVX-512 kernels where the CPU has them), split across rayon's threads; `dst` is only read when
-/// `accumulate`. `op(a)` reads a transposed operand through strides, without copying it.
+/// (AVX-512 kernels where the CPU has them), split across rayon's threads unless `Threads::One`
+/// (callers already running one task per thread); `dst` is only read when `accumulate`. `op(a)`
+/// reads a transposed operand through strides, without copying it.
 ///
 /// # Safety
 /// `dst` must be valid for `m * n` writes (and reads when `accumulate`), `lhs`/`rhs` for `m * k` /
@@ -38,9 +46,10 @@ pub(crate) unsafe fn gemm_raw<T: Elem>(
     rhs: (&[T], Order),
     (m, k, n): (usize, usize, usize),
     accumulate: Option<(T, T)>,
+    threads: Threads,
 ) {
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let all = rayon::current_num_threads();
+    let parallelism = if all > 1 && threads == Threads::All { gemm::Parallelism::Rayon(all) } else { gemm::Parallelism::None };
     // gemm takes (column stride, row stride) per operand.
     let (lcs, lrs) = match lhs.1 {
         Order::Plain => (1, k as isize),
@@ -69,7 +78,7 @@ pub(crate) fn matmul<T: Elem>(lhs: (&[T], Order), rhs: (&[T], Order), (m, k, n):
         candle_core::bail!("matmul: buffers smaller than ({m}x{k}) @ ({k}x{n})");
     }
     // SAFETY: sizes checked above; the output is a fresh buffer that gemm fills completely.
-    Ok(uninit(m * n, |dst| unsafe { gemm_raw(dst, lhs, rhs, (m, k, n), None) }))
+    Ok(uninit(m * n, |dst| unsafe { gemm_raw(dst, lhs, rhs, (m, k, n), None, Threads::All) }))
 }
 
 /// Forward kernel into `out`: `out = act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`.
@@ -79,7 +88,7 @@ pub(crate) fn forward_into<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usiz
         candle_core::bail!("dense: buffers smaller than ({m}x{k}) @ ({k}x{n})");
     }
     // SAFETY: sizes checked above; `out` is borrowed mutably, so it overlaps nothing.
-    unsafe { gemm_raw(out.as_mut_ptr(), (x, Order::Plain), (w, Order::Plain), (m, k, n), None) };
+    unsafe { gemm_raw(out.as_mut_ptr(), (x, Order::Plain), (w, Order::Plain), (m, k, n), None, Threads::All) };
     BiasAct(act).apply_in_place(out, b);
     Ok(())
 }
@@ -116,7 +125,7 @@ impl candle_core::InplaceOp3 for SgdTn {
                 candle_core::bail!("sgd update: weight of {} elements for ({m}x{k})ᵀ @ ({m}x{n})", w.len());
             }
             // SAFETY: sizes checked above; `w` is borrowed mutably, so it overlaps nothing.
-            unsafe { gemm_raw(w.as_mut_ptr(), (a, Order::Transposed), (b, Order::Plain), (k, m, n), Some((T::one(), T::from(-lr).unwrap()))) };
+            unsafe { gemm_raw(w.as_mut_ptr(), (a, Order::Transposed), (b, Order::Plain), (k, m, n), Some((T::one(), T::from(-lr).unwrap())), Threads::All) };
             Ok(())
         }
         let (&[m, k], &[m2, n]) = (al.dims(), bl.dims()) else { candle_core::bail!("sgd update expects 2-D factors") };
@@ -168,7 +177,7 @@ impl CustomOp2 for MatMul {
 
 /// Sums a contiguous `(m, n)` matrix over its rows (the bias gradient): per-thread partial sums over
 /// row blocks, then one reduction; candle's generic `sum(0)` walks it column by column.
-struct ColumnSum;
+pub(crate) struct ColumnSum;
 
 impl candle_core::CustomOp1 for ColumnSum {
     fn name(&self) -> &'static str {
