@@ -23,34 +23,48 @@ struct MaxPool2dBackward<'a> {
 
 impl MaxPool2d {
     fn run<T: Elem>(&self, x: &[T], n: usize, c: usize) -> (Vec<T>, Vec<u32>) {
+        let Window { in_h, in_w, out_h, out_w, .. } = self.win;
+        let (per_image, image) = (out_h * out_w * c, in_h * in_w * c);
+        let mut out = vec![T::zero(); n * per_image];
+        let mut arg = vec![0u32; n * per_image];
+        out.par_chunks_mut(per_image).zip(arg.par_chunks_mut(per_image)).zip(x.par_chunks(image)).enumerate().for_each(
+            |(b, ((out, arg), img))| self.image(img, (b * image) as u32, c, out, arg),
+        );
+        (out, arg)
+    }
+
+    /// One image: each output starts from its window's first input, then takes any later input
+    /// that is strictly greater (the first maximum wins) or NaN (NaN propagates, as in TF). The
+    /// channel loop is branch-free so that it vectorises.
+    fn image<T: Elem>(&self, img: &[T], base: u32, c: usize, out: &mut [T], arg: &mut [u32]) {
         let Window { in_h, in_w, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w } = self.win;
-        let len = n * out_h * out_w * c;
-        let mut out = vec![T::neg_infinity(); len];
-        let mut arg = vec![0u32; len];
-        let per_image = out_h * out_w * c;
-        out.par_chunks_mut(per_image).zip(arg.par_chunks_mut(per_image)).enumerate().for_each(|(b, (out, arg))| {
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let o = (oy * out_w + ox) * c;
-                    for ky in 0..kh {
-                        let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
-                        for kx in 0..kw {
-                            let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
-                            let i = ((b * in_h + iy) * in_w + ix) * c;
-                            for ch in 0..c {
-                                // Strictly greater keeps the first maximum; NaN propagates like TF.
-                                let v = x[i + ch];
-                                if v > out[o + ch] || v.is_nan() && !out[o + ch].is_nan() {
-                                    out[o + ch] = v;
-                                    arg[o + ch] = (i + ch) as u32;
-                                }
-                            }
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                let o = (oy * out_w + ox) * c;
+                let (out, arg) = (&mut out[o..o + c], &mut arg[o..o + c]);
+                let mut first = true;
+                for ky in 0..kh {
+                    let Some(iy) = Window::src(oy, ky, sh, pad_top, in_h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = Window::src(ox, kx, sw, pad_left, in_w) else { continue };
+                        let i = (iy * in_w + ix) * c;
+                        let src = &img[i..i + c];
+                        let at = base + i as u32;
+                        if first {
+                            out.copy_from_slice(src);
+                            arg.iter_mut().enumerate().for_each(|(ch, a)| *a = at + ch as u32);
+                            first = false;
+                            continue;
+                        }
+                        for (ch, ((o, a), &v)) in out.iter_mut().zip(arg.iter_mut()).zip(src).enumerate() {
+                            let take = v > *o || (v.is_nan() & !o.is_nan());
+                            *o = if take { v } else { *o };
+                            *a = if take { at + ch as u32 } else { *a };
                         }
                     }
                 }
             }
-        });
-        (out, arg)
+        }
     }
 }
 
@@ -84,15 +98,25 @@ impl CustomOp1 for MaxPool2dBackward<'_> {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn scatter<T: Elem>(g: &[T], argmax: &[u32], len: usize) -> Vec<T> {
+        /// Image by image in parallel: an image's maxima all lie in that image.
+        fn scatter<T: Elem>(g: &[T], argmax: &[u32], n: usize, len: usize) -> Vec<T> {
             let mut out = vec![T::zero(); len];
-            for (gi, &ai) in g.iter().zip(argmax) {
-                out[ai as usize] += *gi;
+            let (image, per_image) = (len / n.max(1), g.len() / n.max(1));
+            if image == 0 || per_image == 0 {
+                return out;
             }
+            out.par_chunks_mut(image).zip(g.par_chunks(per_image).zip(argmax.par_chunks(per_image))).enumerate().for_each(
+                |(b, (out, (g, argmax)))| {
+                    for (gi, &ai) in g.iter().zip(argmax) {
+                        out[ai as usize - b * image] += *gi;
+                    }
+                },
+            );
             out
         }
         let len = self.input_shape.elem_count();
-        let out = float_map!(self.name(), s, l, |g| scatter(g, self.argmax, len));
+        let n = self.input_shape.dims().first().copied().unwrap_or(1);
+        let out = float_map!(self.name(), s, l, |g| scatter(g, self.argmax, n, len));
         Ok((out, self.input_shape.clone()))
     }
 }
