@@ -731,6 +731,20 @@ fn mean_absolute_error_gradients_match_finite_differences_away_from_zero_error()
     check_loss("MAE", Loss::MeanAbsoluteError, Activation::Linear, tensor(y, &[4, 3]), var(pred, &[4, 3]));
 }
 
+#[test]
+fn mean_absolute_error_gradient_at_zero_error_is_zero_as_in_tensorflow() {
+    // TF's Abs gradient is sign(x): 0 where prediction equals target; ±1/(k n) elsewhere (k = 2
+    // outputs, n = 2 samples here).
+    let y = tensor(vec![0.5, -1.0, 2.0, 0.0], &[2, 2]);
+    let pred = tensor(vec![0.5, -2.0, 3.0, 0.0], &[2, 2]);
+    let (loss, _, grad) = loss_and_gradient(Loss::MeanAbsoluteError, &y, &pred, Activation::Linear).unwrap();
+    assert_eq!(loss.to_scalar::<f64>().unwrap(), 0.5);
+    assert_eq!(values(&grad), [0.0, -0.25, 0.25, 0.0]);
+    let nan = tensor(vec![f64::NAN, 0.0, 0.0, 0.0], &[2, 2]);
+    let loss = loss_and_gradient(Loss::MeanAbsoluteError, &y, &nan, Activation::Linear).unwrap().0;
+    assert!(loss.to_scalar::<f64>().unwrap().is_nan(), "a NaN prediction must show in the loss");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole models: `Sequential::gradients`, the pass `fit` trains with
 // ---------------------------------------------------------------------------------------------

@@ -60,7 +60,12 @@ impl Loss {
         let last = |t: Tensor| -> Result<Tensor> { Ok(t.mean(D::Minus1)?) };
         Ok(match self {
             Loss::MeanSquaredError => last(probs.sub(y)?.sqr()?)?,
-            Loss::MeanAbsoluteError => last(probs.sub(y)?.abs()?)?,
+            Loss::MeanAbsoluteError => {
+                // |d| as d * sign(d): the same value (NaN stays NaN), and a gradient of sign(d), 0 at
+                // d = 0 as TensorFlow's (candle's `abs` backward gives 1 there).
+                let d = probs.sub(y)?;
+                last(d.mul(&d.sign()?)?)?
+            }
             Loss::CategoricalCrossentropy => {
                 let logp = if act == Activation::Softmax { log_softmax(pre)? } else { clipped_log_normalized(probs)? };
                 y.mul(&logp)?.sum(D::Minus1)?.neg()?
