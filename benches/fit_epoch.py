@@ -158,6 +158,9 @@ def main():
         f"{growth[k] / growth[t]:.2f}× |",
         f"| val_acc after the epoch | {med(k, 'val_acc'):.4f} | {med(t, 'val_acc'):.4f} | |",
         "",
+        "Per round (fit seconds, kandle / keras): " + "; ".join(
+            f"{r + 1}: {results[k][r]['seconds']:.1f} / {results[t][r]['seconds']:.1f}" for r in range(args.rounds)) + ".",
+        "",
         f"Machine: {info['cpu']}, {info['usable_cores']} cores, {info['memory']}; "
         f"{datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}.",
         "",

@@ -275,7 +275,12 @@ impl Sequential {
         let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
         // Index of each layer's first weight in `vars`.
-        let first: Vec<usize> = self.layers.iter().scan(0, |n, l| { let i = *n; *n += l.weights().len(); Some(i) }).collect();
+        let mut first = Vec::with_capacity(self.layers.len());
+        let mut count = 0;
+        for layer in &self.layers {
+            first.push(count);
+            count += layer.weights().len();
+        }
         let Sequential { layers, compiled, .. } = self;
         let compiled = compiled.as_mut().expect("checked by target");
         let optimizer = &mut compiled.optimizer;

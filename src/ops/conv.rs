@@ -13,7 +13,7 @@ use super::im2col::{Col2Im, Im2Col};
 use super::linear::{self, gemm_raw, uninit, Order, Threads};
 use super::bias_act::BiasAct;
 use super::unary::Unary;
-use super::{contiguous, unsupported, Elem, Window};
+use super::{float_map, Elem, Window};
 use crate::layers::Grad;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
@@ -70,12 +70,9 @@ struct Conv2dOp {
 
 impl Conv2dOp {
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
-        let (k, f) = (self.win.kh * self.win.kw * c, b.len());
-        let rows = self.win.out_h * self.win.out_w;
-        let unfold = Im2Col { win: self.win, c };
-        let image = self.win.in_h * self.win.in_w * c;
+        let f = b.len();
+        let Plan { unfold, rows, k, image, group: g } = Plan::new(self.win, c, n);
         if grouped(&self.win, c, f) {
-            let g = images_per_group(n, unfold.entries_per_image());
             // SAFETY: the groups partition the output and each GEMM writes its whole group.
             let mut out = uninit(n * rows * f, |_: *mut T| ());
             out.par_chunks_mut(g * rows * f).zip(x.par_chunks(g * image)).for_each(|(out, imgs)| {
@@ -125,24 +122,27 @@ impl CustomOp3 for Conv2dOp {
         if (h, w) != (self.win.in_h, self.win.in_w) || l2.dims() != [self.win.kh, self.win.kw, c, f] {
             candle_core::bail!("conv2d: input {:?} / kernel {:?} do not match the layer", l1.dims(), l2.dims());
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(
-                contiguous::<f32>(s1, l1)?,
-                contiguous::<f32>(s2, l2)?,
-                contiguous::<f32>(s3, l3)?,
-                n,
-                c,
-            )?),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(
-                contiguous::<f64>(s1, l1)?,
-                contiguous::<f64>(s2, l2)?,
-                contiguous::<f64>(s3, l3)?,
-                n,
-                c,
-            )?),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [x = (s1, l1), k = (s2, l2), b = (s3, l3)], self.run(x, k, b, n, c)?);
         Ok((out, Shape::from((n, self.win.out_h, self.win.out_w, f))))
+    }
+}
+
+/// Sizes of the grouped path for a batch of `n` images.
+struct Plan {
+    unfold: Im2Col,
+    /// Output positions per image (rows of its im2col matrix) and the matrix's width.
+    rows: usize,
+    k: usize,
+    /// Input entries per image, and images per group.
+    image: usize,
+    group: usize,
+}
+
+impl Plan {
+    fn new(win: Window, c: usize, n: usize) -> Self {
+        let unfold = Im2Col { win, c };
+        let group = images_per_group(n, unfold.entries_per_image());
+        Plan { unfold, rows: win.out_h * win.out_w, k: win.kh * win.kw * c, image: win.in_h * win.in_w * c, group }
     }
 }
 
@@ -155,11 +155,8 @@ struct InputGrad {
 
 impl InputGrad {
     fn run<T: Elem>(&self, dpre: &[T], w: &[T], n: usize, f: usize) -> Vec<T> {
-        let unfold = Im2Col { win: self.win, c: self.c };
+        let Plan { rows, k, image, group: g, .. } = Plan::new(self.win, self.c, n);
         let fold = Col2Im { win: self.win, c: self.c };
-        let (rows, k) = (self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c);
-        let image = self.win.in_h * self.win.in_w * self.c;
-        let g = images_per_group(n, unfold.entries_per_image());
         let mut dx = vec![T::zero(); n * image];
         dx.par_chunks_mut(g * image).zip(dpre.par_chunks(g * rows * f)).for_each(|(dx, dpre)| {
             let nb = dx.len() / image;
@@ -182,11 +179,7 @@ impl CustomOp2 for InputGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, _, _, f] = l1.dims() else { candle_core::bail!("conv2d input grad expects NHWC") };
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, n, f)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, n, f)),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [a = (s1, l1), b = (s2, l2)], self.run(a, b, n, f));
         Ok((out, Shape::from((n, self.win.in_h, self.win.in_w, self.c))))
     }
 }
@@ -201,10 +194,7 @@ struct KernelGrad {
 
 impl KernelGrad {
     fn run<T: Elem>(&self, x: &[T], dpre: &[T], n: usize, f: usize) -> Vec<T> {
-        let unfold = Im2Col { win: self.win, c: self.c };
-        let (rows, k) = (self.win.out_h * self.win.out_w, self.win.kh * self.win.kw * self.c);
-        let image = self.win.in_h * self.win.in_w * self.c;
-        let g = images_per_group(n, unfold.entries_per_image());
+        let Plan { unfold, rows, k, image, group: g } = Plan::new(self.win, self.c, n);
         x.par_chunks(g * image)
             .zip(dpre.par_chunks(g * rows * f))
             .fold(
@@ -238,11 +228,7 @@ impl CustomOp2 for KernelGrad {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = l1.dims()[0];
         let f = *l2.dims().last().unwrap_or(&1);
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, n, f)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, n, f)),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [a = (s1, l1), b = (s2, l2)], self.run(a, b, n, f));
         Ok((out, Shape::from((self.win.kh, self.win.kw, self.c, f))))
     }
 }

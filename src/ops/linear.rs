@@ -166,11 +166,7 @@ impl CustomOp2 for MatMul {
         if k != k2 {
             candle_core::bail!("matmul: inner dimensions {k} and {k2} differ");
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(matmul((contiguous(s1, l1)?, self.0), (contiguous(s2, l2)?, self.1), (m, k, n))?),
-            CpuStorage::F64(_) => CpuStorage::F64(matmul((contiguous(s1, l1)?, self.0), (contiguous(s2, l2)?, self.1), (m, k, n))?),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [a = (s1, l1), b = (s2, l2)], matmul((a, self.0), (b, self.1), (m, k, n))?);
         Ok((out, Shape::from((m, n))))
     }
 }
@@ -223,11 +219,7 @@ impl CustomOp3 for LinearOp {
         if k != k2 || l3.shape().elem_count() != n {
             candle_core::bail!("dense: shapes {:?} @ {:?} + {:?} do not match", l1.dims(), l2.dims(), l3.dims());
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, m, k, self.0)?),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, m, k, self.0)?),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [x = (s1, l1), w = (s2, l2), b = (s3, l3)], forward(x, w, b, m, k, self.0)?);
         Ok((out, Shape::from((m, n))))
     }
 }

@@ -26,20 +26,27 @@ pub(crate) fn contiguous<'a, T: Elem>(s: &'a CpuStorage, l: &Layout) -> Result<&
     }
 }
 
-/// Runs `$body` with `$x` bound to the contiguous f32 or f64 data of a storage and wraps the result
-/// back into the same dtype; any other dtype is an error naming the op.
+/// Runs `$body` with each name bound to the contiguous f32 or f64 data of its storage (all of the
+/// first one's dtype) and wraps the result back into that dtype; any other dtype is an error naming
+/// the op. `float_map!(op, s, l, |x| body)` for one input, `float_map!(op, [a = (s1, l1), b = (s2,
+/// l2), ...], body)` for several.
 macro_rules! float_map {
     ($op:expr, $s:expr, $l:expr, |$x:ident| $body:expr) => {
-        match $s {
+        $crate::ops::float_map!($op, [$x = ($s, $l)], $body)
+    };
+    ($op:expr, [$x0:ident = ($s0:expr, $l0:expr) $(, $x:ident = ($s:expr, $l:expr))* $(,)?], $body:expr) => {
+        match $s0 {
             CpuStorage::F32(_) => {
-                let $x = $crate::ops::contiguous::<f32>($s, $l)?;
+                let $x0 = $crate::ops::contiguous::<f32>($s0, $l0)?;
+                $(let $x = $crate::ops::contiguous::<f32>($s, $l)?;)*
                 CpuStorage::F32($body)
             }
             CpuStorage::F64(_) => {
-                let $x = $crate::ops::contiguous::<f64>($s, $l)?;
+                let $x0 = $crate::ops::contiguous::<f64>($s0, $l0)?;
+                $(let $x = $crate::ops::contiguous::<f64>($s, $l)?;)*
                 CpuStorage::F64($body)
             }
-            _ => return Err($crate::ops::unsupported($op, $s.dtype())),
+            _ => return Err($crate::ops::unsupported($op, $s0.dtype())),
         }
     };
 }

@@ -1,7 +1,7 @@
 //! Channels-last max-pooling whose forward pass remembers where each maximum came from, so the
 //! backward pass routes the whole gradient to that one input (TensorFlow's rule, first maximum wins).
 
-use super::{contiguous, float_map, unsupported, Elem, Window};
+use super::{float_map, Elem, Window};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -22,7 +22,8 @@ struct MaxPool2dBackward<'a> {
 }
 
 impl MaxPool2d {
-    fn run<T: Elem>(&self, x: &[T], n: usize, c: usize) -> (Vec<T>, Vec<u32>) {
+    /// The pooled batch; the argmax goes to `self.argmax`.
+    fn run<T: Elem>(&self, x: &[T], n: usize, c: usize) -> Vec<T> {
         let Window { in_h, in_w, out_h, out_w, .. } = self.win;
         let (per_image, image) = (out_h * out_w * c, in_h * in_w * c);
         let mut out = vec![T::zero(); n * per_image];
@@ -30,7 +31,8 @@ impl MaxPool2d {
         out.par_chunks_mut(per_image).zip(arg.par_chunks_mut(per_image)).zip(x.par_chunks(image)).enumerate().for_each(
             |(b, ((out, arg), img))| self.image(img, (b * image) as u32, c, out, arg),
         );
-        (out, arg)
+        *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = arg;
+        out
     }
 
     /// One image: each output starts from its window's first input, then takes any later input
@@ -76,18 +78,7 @@ impl CustomOp1 for MaxPool2d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, _, _, c] = l.dims() else { candle_core::bail!("max-pool2d expects NHWC") };
         let shape = Shape::from((n, self.win.out_h, self.win.out_w, c));
-        let (out, arg) = match s {
-            CpuStorage::F32(_) => {
-                let (o, a) = self.run(contiguous::<f32>(s, l)?, n, c);
-                (CpuStorage::F32(o), a)
-            }
-            CpuStorage::F64(_) => {
-                let (o, a) = self.run(contiguous::<f64>(s, l)?, n, c);
-                (CpuStorage::F64(o), a)
-            }
-            _ => return Err(unsupported(self.name(), s.dtype())),
-        };
-        *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = arg;
+        let out = float_map!(self.name(), s, l, |x| self.run(x, n, c));
         Ok((out, shape))
     }
 }

@@ -2,7 +2,7 @@
 //! 0 at exactly 0; ELU/SELU/sigmoid/tanh gradients are computed from the saved output), and a
 //! last-axis softmax with its backward pass.
 
-use super::{contiguous, float_map, unsupported, Elem};
+use super::{float_map, Elem};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 
@@ -105,11 +105,7 @@ impl CustomOp2 for UnaryBackward {
             );
             out
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(self.0, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(run(self.0, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?)),
-            _ => return Err(unsupported(self.name(), s1.dtype())),
-        };
+        let out = float_map!(self.name(), [y = (s1, l1), g = (s2, l2)], run(self.0, y, g));
         Ok((out, l1.shape().clone()))
     }
 }
