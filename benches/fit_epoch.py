@@ -110,7 +110,7 @@ def main():
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--keras-python", default=os.path.join(KERAS_VENV, "bin", "python"))
     p.add_argument("--out", default=os.path.join(HERE, "FIT_EPOCH.md"))
-    p.add_argument("--log-dir", default=os.path.join(ROOT, "out", "bench-logs"))
+    p.add_argument("--log-dir", default=os.path.join(ROOT, "target", "bench-logs"))
     args = p.parse_args()
     if args.worker:
         return worker(args.worker, args)
