@@ -166,43 +166,41 @@ impl Optimizer {
         let Some(slots) = self.slots.get_mut(index) else {
             return Err(Error::Runtime(format!("optimizer: no state for variable {index}; call prepare first")));
         };
-        {
-            match self.rule {
-                Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
-                    update1(&slots[0], g, |m, [g]| momentum * m - lr * g)?;
-                    if nesterov {
-                        update2(w, &slots[0], g, |w, [m, g]| w + momentum * m - lr * g)?;
-                    } else {
-                        update1(w, &slots[0], |w, [m]| w + m)?;
-                    }
+        match self.rule {
+            Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
+                update1(&slots[0], g, |m, [g]| momentum * m - lr * g)?;
+                if nesterov {
+                    update2(w, &slots[0], g, |w, [m, g]| w + momentum * m - lr * g)?;
+                } else {
+                    update1(w, &slots[0], |w, [m]| w + m)?;
                 }
-                Rule::Sgd { .. } => update1(w, g, |w, [g]| w - lr * g)?,
-                Rule::Adam { beta_1, beta_2, epsilon } => {
-                    let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
-                    update1(&slots[0], g, |m, [g]| m + (g - m) * (1.0 - beta_1))?;
-                    update1(&slots[1], g, |v, [g]| v + (g * g - v) * (1.0 - beta_2))?;
-                    update2(w, &slots[0], &slots[1], |w, [m, v]| w - alpha * m / (v.sqrt() + epsilon))?;
+            }
+            Rule::Sgd { .. } => update1(w, g, |w, [g]| w - lr * g)?,
+            Rule::Adam { beta_1, beta_2, epsilon } => {
+                let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
+                update1(&slots[0], g, |m, [g]| m + (g - m) * (1.0 - beta_1))?;
+                update1(&slots[1], g, |v, [g]| v + (g * g - v) * (1.0 - beta_2))?;
+                update2(w, &slots[0], &slots[1], |w, [m, v]| w - alpha * m / (v.sqrt() + epsilon))?;
+            }
+            Rule::RmsProp { rho, momentum, epsilon, centered } => {
+                update1(&slots[0], g, |v, [g]| rho * v + (1.0 - rho) * g * g)?;
+                let denominator = if centered {
+                    update1(&slots[2], g, |a, [g]| rho * a + (1.0 - rho) * g)?;
+                    slots[0].sub(&slots[2].sqr()?)?
+                } else {
+                    slots[0].clone()
+                };
+                let step = |g: f64, d: f64| lr * g / (d + epsilon).sqrt();
+                if momentum > 0.0 {
+                    update2(&slots[1], g, &denominator, |m, [g, d]| momentum * m + step(g, d))?;
+                    update1(w, &slots[1], |w, [m]| w - m)?;
+                } else {
+                    update2(w, g, &denominator, |w, [g, d]| w - step(g, d))?;
                 }
-                Rule::RmsProp { rho, momentum, epsilon, centered } => {
-                    update1(&slots[0], g, |v, [g]| rho * v + (1.0 - rho) * g * g)?;
-                    let denominator = if centered {
-                        update1(&slots[2], g, |a, [g]| rho * a + (1.0 - rho) * g)?;
-                        slots[0].sub(&slots[2].sqr()?)?
-                    } else {
-                        slots[0].clone()
-                    };
-                    let step = |g: f64, d: f64| lr * g / (d + epsilon).sqrt();
-                    if momentum > 0.0 {
-                        update2(&slots[1], g, &denominator, |m, [g, d]| momentum * m + step(g, d))?;
-                        update1(w, &slots[1], |w, [m]| w - m)?;
-                    } else {
-                        update2(w, g, &denominator, |w, [g, d]| w - step(g, d))?;
-                    }
-                }
-                Rule::Adagrad { epsilon, .. } => {
-                    update1(&slots[0], g, |a, [g]| a + g * g)?;
-                    update2(w, g, &slots[0], |w, [g, a]| w - lr * g / (a + epsilon).sqrt())?;
-                }
+            }
+            Rule::Adagrad { epsilon, .. } => {
+                update1(&slots[0], g, |a, [g]| a + g * g)?;
+                update2(w, g, &slots[0], |w, [g, a]| w - lr * g / (a + epsilon).sqrt())?;
             }
         }
         Ok(())

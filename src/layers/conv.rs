@@ -1,6 +1,6 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Grad, Gradients, Layer, Saved, Shapes};
+use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
@@ -140,7 +140,6 @@ impl Layer for Conv2D {
         };
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
         let (dx, dw, db) = conv2d_backward(&saved.input, cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
-        let weights = if self.bias.is_some() { vec![dw, Grad::Value(db)] } else { vec![dw] };
-        Ok(Gradients { input: dx, weights })
+        Ok(Gradients::kernel_and_bias(dx, dw, self.bias.is_some().then_some(db)))
     }
 }

@@ -117,8 +117,7 @@ impl Layer for Dense {
         let (dx, dw, db) = linear::backward(&as_matrix(&saved.input)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grad)?;
         let input = dx.map(|d| d.reshape(saved.input.shape())).transpose()?;
         let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
-        let weights = if self.bias.is_some() { vec![dw, Grad::Value(db)] } else { vec![dw] };
-        Ok(Gradients { input, weights })
+        Ok(Gradients::kernel_and_bias(input, dw, self.bias.is_some().then_some(db)))
     }
 }
 

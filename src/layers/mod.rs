@@ -133,6 +133,11 @@ impl Gradients {
     pub fn input(input: Option<Tensor>) -> Self {
         Gradients { input, weights: Vec::new() }
     }
+
+    /// For a kernel and an optional bias (Dense, Conv2D), in `weights()` order.
+    pub fn kernel_and_bias(input: Option<Tensor>, kernel: Grad, bias: Option<Tensor>) -> Self {
+        Gradients { input, weights: std::iter::once(kernel).chain(bias.map(Grad::Value)).collect() }
+    }
 }
 
 /// A built layer's name and per-sample shapes, as `summary()` shows them.

@@ -94,7 +94,9 @@ impl Conv2dOp {
         // Inference keeps nothing for a backward pass, so it unfolds a few images at a time: a
         // predict batch of 256 would otherwise build a huge matrix.
         let per_chunk = (INFERENCE_COLS / (rows * k).max(1)).clamp(1, n.max(1));
-        let mut out = vec![T::zero(); n * rows * f];
+        // SAFETY: the chunks partition the output and each GEMM writes its whole chunk (on an
+        // error the buffer is dropped unread).
+        let mut out = uninit(n * rows * f, |_: *mut T| ());
         for (imgs, dst) in x.chunks(per_chunk * image).zip(out.chunks_mut(per_chunk * rows * f)) {
             let nb = imgs.len() / image;
             linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
@@ -210,13 +212,7 @@ impl KernelGrad {
                     acc
                 },
             )
-            .reduce(
-                || vec![T::zero(); k * f],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            )
+            .reduce(|| vec![T::zero(); k * f], super::add_partials)
     }
 }
 

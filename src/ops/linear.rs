@@ -195,10 +195,7 @@ impl candle_core::CustomOp1 for ColumnSum {
                     }
                     acc
                 })
-                .reduce(|| vec![T::zero(); n], |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    a
-                })
+                .reduce(|| vec![T::zero(); n], super::add_partials)
         }
         let &[_, n] = l.dims() else { candle_core::bail!("column-sum expects a matrix") };
         let out = float_map!(self.name(), s, l, |x| run(x, n));

@@ -52,6 +52,12 @@ macro_rules! float_map {
 }
 pub(crate) use float_map;
 
+/// `a + b` element-wise, reusing `a`: the reduction step of per-task partial sums.
+pub(crate) fn add_partials<T: Elem>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    a
+}
+
 pub(crate) fn unsupported(op: &str, dtype: DType) -> candle_core::Error {
     candle_core::Error::Msg(format!("{op}: unsupported dtype {dtype:?} (f32 and f64 only)"))
 }
