@@ -55,12 +55,16 @@ fn backward_pass(
     }
     let act = layers.last().map(|l| l.activation()).unwrap_or(Activation::Linear);
     let (value, out, mut grad) = loss_and_gradient(loss, y, &h, act)?;
-    while let Some(s) = saved.pop() {
+    // Layers below the first one with weights need no gradient at all (a Flatten or Dropout in
+    // front): the walk stops there, and that layer computes no input gradient.
+    let first_trainable = layers.iter().position(|l| !l.weights().is_empty()).unwrap_or(count);
+    while saved.len() > first_trainable {
+        let s = saved.pop().expect("checked by the loop condition");
         let i = saved.len();
-        let g = layers[i].backward(&s, &grad, i > 0)?;
+        let g = layers[i].backward(&s, &grad, i > first_trainable)?;
         drop(s);
         on_layer(i, g.weights)?;
-        if i > 0 {
+        if i > first_trainable {
             grad = g.input.ok_or_else(|| Error::Runtime(format!("layer {} returned no input gradient", layers[i].name())))?;
         }
     }
