@@ -2,6 +2,7 @@
 //! shares once its input is unfolded by im2col, and their backward pass.
 
 use super::bias_act::BiasAct;
+use super::skinny;
 use super::unary::Unary;
 use super::{contiguous, float_map, unsupported, Elem};
 use candle_core::backend::BackendStorage;
@@ -49,6 +50,16 @@ pub(crate) unsafe fn gemm_raw<T: Elem>(
     threads: Threads,
 ) {
     let all = rayon::current_num_threads();
+    if T::DTYPE == candle_core::DType::F32 && m <= skinny::MAX_ROWS && accumulate.is_none() && (lhs.1, rhs.1) == (Order::Plain, Order::Plain) {
+        let tasks = if threads == Threads::All { all } else { 1 };
+        // SAFETY: T is f32 (checked above); the caller's guarantees carry over.
+        let (a, b) = unsafe {
+            (std::slice::from_raw_parts(lhs.0.as_ptr().cast::<f32>(), lhs.0.len()), std::slice::from_raw_parts(rhs.0.as_ptr().cast::<f32>(), rhs.0.len()))
+        };
+        if unsafe { skinny::gemm_f32(dst.cast::<f32>(), a, b, (m, k, n), tasks) }.is_some() {
+            return;
+        }
+    }
     let parallelism = if all > 1 && threads == Threads::All { gemm::Parallelism::Rayon(all) } else { gemm::Parallelism::None };
     // gemm takes (column stride, row stride) per operand.
     let (lcs, lrs) = match lhs.1 {

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod im2col;
 pub mod linear;
 pub mod pool;
+pub mod skinny;
 pub mod unary;
 pub mod update;
 
