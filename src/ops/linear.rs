@@ -50,15 +50,10 @@ pub(crate) unsafe fn gemm_raw<T: Elem>(
     threads: Threads,
 ) {
     let all = rayon::current_num_threads();
-    if T::DTYPE == candle_core::DType::F32 && m <= skinny::MAX_ROWS && accumulate.is_none() && (lhs.1, rhs.1) == (Order::Plain, Order::Plain) {
-        let tasks = if threads == Threads::All { all } else { 1 };
-        // SAFETY: T is f32 (checked above); the caller's guarantees carry over.
-        let (a, b) = unsafe {
-            (std::slice::from_raw_parts(lhs.0.as_ptr().cast::<f32>(), lhs.0.len()), std::slice::from_raw_parts(rhs.0.as_ptr().cast::<f32>(), rhs.0.len()))
-        };
-        if unsafe { skinny::gemm_f32(dst.cast::<f32>(), a, b, (m, k, n), tasks) }.is_some() {
-            return;
-        }
+    let tasks = if threads == Threads::All { all } else { 1 };
+    // SAFETY: the caller's guarantees carry over.
+    if T::DTYPE == candle_core::DType::F32 && unsafe { skinny_f32(dst, lhs, rhs, (m, k, n), accumulate, tasks) }.is_some() {
+        return;
     }
     let parallelism = if all > 1 && threads == Threads::All { gemm::Parallelism::Rayon(all) } else { gemm::Parallelism::None };
     // gemm takes (column stride, row stride) per operand.
@@ -80,6 +75,34 @@ pub(crate) unsafe fn gemm_raw<T: Elem>(
             rhs.0.as_ptr(), rcs, rrs,
             alpha, beta, false, false, false, parallelism,
         )
+    }
+}
+
+/// `gemm_raw` through `skinny`'s few-row kernels where one fits (T must be f32): a plain product
+/// with few rows (Dense forward), or a product whose shared dimension is short (the kernel update
+/// `w += beta * xᵀ @ dy` from a small batch).
+unsafe fn skinny_f32<T: Elem>(
+    dst: *mut T,
+    lhs: (&[T], Order),
+    rhs: (&[T], Order),
+    (m, k, n): (usize, usize, usize),
+    accumulate: Option<(T, T)>,
+    tasks: usize,
+) -> Option<()> {
+    // SAFETY (all casts): T is f32, checked by the caller.
+    let f32s = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) };
+    let dst = dst.cast::<f32>();
+    match (lhs.1, rhs.1, accumulate) {
+        (Order::Plain, Order::Plain, None) if m <= skinny::MAX_ROWS => unsafe { skinny::gemm_f32(dst, f32s(lhs.0), f32s(rhs.0), (m, k, n), tasks) },
+        (Order::Transposed, Order::Plain, _) if k <= skinny::MAX_ROWS => {
+            let (keep, scale) = match accumulate {
+                None => (false, 1.0),
+                Some((alpha, beta)) if alpha == T::one() => (true, beta.to_f32()?),
+                Some(_) => return None,
+            };
+            unsafe { skinny::gemm_tn_f32(dst, f32s(lhs.0), f32s(rhs.0), (m, k, n), scale, keep, tasks) }
+        }
+        _ => None,
     }
 }
 
