@@ -13,7 +13,7 @@ use crate::activations::Activation;
 use crate::layers::{build, Layer, Saved};
 use crate::losses::{loss_and_gradient, Loss};
 use crate::model::Sequential;
-use crate::ops::conv::with_path;
+use crate::ops::conv::{with_path, Path};
 use crate::ops::im2col::{col2im, im2col};
 use crate::ops::unary::{unary_backward, Unary};
 use crate::optimizers::Optimizer;
@@ -229,10 +229,11 @@ fn check_conv2d(c: Conv, out_hw: (usize, usize)) {
     assert_eq!(l.weights().len(), if c.use_bias { 2 } else { 1 });
     let shape = batched(c.batch, &c.input);
     let x = var(normal(shape.iter().product(), 1), &shape);
-    // Both ways of running a convolution: image groups (small kernels) and the whole batch.
-    for grouped in [true, false] {
-        let what = format!("Conv2D {cfg} on {shape:?}, {} path", if grouped { "grouped" } else { "batch" });
-        with_path(grouped, || check_layer(&what, l.as_ref(), &x));
+    // Every way of running a convolution: image groups (small kernels), the whole batch, and
+    // Winograd's transforms (3x3 stride-1 windows; the batch path again for any other).
+    for path in Path::ALL {
+        let what = format!("Conv2D {cfg} on {shape:?}, {path:?} path");
+        with_path(path, || check_layer(&what, l.as_ref(), &x));
     }
 }
 
@@ -317,24 +318,26 @@ fn conv2d_batch5_in_uneven_image_groups_gradients_match_finite_differences() {
 }
 
 #[test]
-fn conv2d_grouped_and_batch_paths_agree_in_f32_on_a_tutorial_sized_layer() {
+fn conv2d_paths_agree_in_f32_on_a_tutorial_sized_layer() {
     let cfg = json!({"filters": 32, "kernel_size": 3, "activation": "relu", "bias_initializer": random_bias()});
     let l = layer_with("Conv2D", cfg, &[14, 14, 16], 41, DType::F32);
     let x = tensor(normal(9 * 14 * 14 * 16, 42), &[9, 14, 14, 16]).to_dtype(DType::F32).unwrap();
     let r = tensor(normal(9 * 12 * 12 * 32, 43), &[9, 12, 12, 32]).to_dtype(DType::F32).unwrap();
-    let run = |grouped: bool| -> Vec<Vec<f64>> {
-        with_path(grouped, || {
+    let run = |path: Path| -> Vec<Vec<f64>> {
+        with_path(path, || {
             let y = l.forward(&x).unwrap();
             let mut all = vec![values(&y)];
             all.extend(layer_backward(l.as_ref(), &x, &r).unwrap().iter().map(|g| values(g.as_ref().unwrap())));
             all
         })
     };
-    let (grouped, batch) = (run(true), run(false));
-    for (k, (a, b)) in grouped.iter().zip(&batch).enumerate() {
-        assert_eq!(a.len(), b.len());
-        for (i, (a, b)) in a.iter().zip(b).enumerate() {
-            assert!((a - b).abs() <= 1e-4 + 1e-5 * b.abs(), "output/gradient {k}[{i}]: grouped {a} vs batch {b}");
+    let batch = run(Path::Batch);
+    for path in [Path::Grouped, Path::Winograd] {
+        for (k, (a, b)) in run(path).iter().zip(&batch).enumerate() {
+            assert_eq!(a.len(), b.len());
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                assert!((a - b).abs() <= 1e-4 + 1e-5 * b.abs(), "output/gradient {k}[{i}]: {path:?} {a} vs batch {b}");
+            }
         }
     }
 }
@@ -786,9 +789,9 @@ fn conv_relu_maxpool_flatten_dense_softmax_crossentropy_gradients_match_finite_d
     let m = small_cnn(DType::F64);
     assert_eq!(m.weights().len(), 4);
     let x = tensor(normal(144, 33), &[2, 6, 6, 2]);
-    for grouped in [true, false] {
-        let what = format!("Conv2D(relu)-MaxPooling2D-Flatten-Dense(softmax)-CE, {} path", if grouped { "grouped" } else { "batch" });
-        with_path(grouped, || check_model(&what, &m, &x, &one_hot(&[2, 0], 4)));
+    for path in Path::ALL {
+        let what = format!("Conv2D(relu)-MaxPooling2D-Flatten-Dense(softmax)-CE, {path:?} path");
+        with_path(path, || check_model(&what, &m, &x, &one_hot(&[2, 0], 4)));
     }
 }
 

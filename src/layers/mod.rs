@@ -74,7 +74,8 @@ pub trait Layer: Send + Sync {
 /// What a layer's training forward pass keeps for its backward pass, besides input and output.
 pub enum Extra {
     None,
-    /// Conv2D's im2col matrix, which its weight gradient multiplies.
+    /// What Conv2D's kernel gradient multiplies: its im2col matrix, or on the Winograd path the
+    /// transformed input tiles.
     Cols(Tensor),
     /// MaxPooling2D: the flat input index of each output's maximum.
     Argmax(Vec<u32>),

@@ -1,19 +1,24 @@
-//! Conv2D as im2col + GEMM (the `gemm` crate, AVX-512 where the CPU has it) + bias + activation.
+//! Conv2D as GEMMs (the `gemm` crate, AVX-512 where the CPU has it) + bias + activation.
 //!
-//! Two ways to run it, chosen by kernel size, because on this kind of machine memory traffic, not
-//! arithmetic, decides the early layers: a 29 MB im2col matrix costs ~5 ms per pass from memory,
-//! while a group of images whose unfolded rows fit in a core's L2 cache costs a fraction of that.
+//! Three ways to run it ([`Path`]), chosen by kernel size, because on this kind of machine memory
+//! traffic decides the early layers and arithmetic the late ones: a 29 MB im2col matrix costs ~5 ms
+//! per pass from memory, while a group of images whose unfolded rows fit in a core's L2 cache costs
+//! a fraction of that.
 //! - Small kernels (the early layers, whose im2col matrices are the largest): image groups run in
 //!   parallel, one thread each, unfolding a group into a cache-sized buffer and multiplying it at
 //!   once; the backward pass unfolds the groups again instead of keeping a matrix for the batch.
-//! - Large kernels: one multi-threaded GEMM over the whole batch, whose im2col matrix training
-//!   keeps for the weight gradient (per-group GEMMs would re-read the kernel for every group).
+//! - Large 3x3 stride-1 kernels over enough tiles: Winograd's F(2x2, 3x3) (`winograd.rs`), 2.25x
+//!   fewer multiplications in the forward pass and in both gradients; training keeps the
+//!   transformed input tiles for the kernel gradient.
+//! - Other large kernels: one multi-threaded GEMM over the whole batch, whose im2col matrix
+//!   training keeps for the weight gradient (per-group GEMMs would re-read the kernel for every
+//!   group).
 
 use super::im2col::{Col2Im, Im2Col};
 use super::linear::{self, gemm_raw, uninit, Order, Threads};
 use super::bias_act::BiasAct;
 use super::unary::Unary;
-use super::{float_map, Elem, Window};
+use super::{float_map, winograd, Elem, Window};
 use crate::layers::Grad;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
@@ -28,27 +33,51 @@ const GROUP_COLS: usize = 384 << 10;
 /// Elements of the im2col matrix unfolded at once during inference on the batch path (16 MB).
 const INFERENCE_COLS: usize = 4 << 20;
 
-/// Whether a convolution with this window, `c` input channels and `f` filters takes the grouped path.
-fn grouped(win: &Window, c: usize, f: usize) -> bool {
+/// The ways to run a convolution (see the module's documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Image groups with cache-sized im2col buffers.
+    Grouped,
+    /// One GEMM over the whole batch.
+    Batch,
+    /// The batch path, with the forward pass and the input gradient by Winograd's F(2x2, 3x3)
+    /// where the window allows it (the kernel gradient stays a GEMM of the im2col matrix).
+    Winograd,
+}
+
+impl Path {
     #[cfg(test)]
-    if let Some(forced) = FORCE_GROUPED.with(|f| f.get()) {
-        return forced;
+    pub(crate) const ALL: [Path; 3] = [Path::Grouped, Path::Batch, Path::Winograd];
+
+    /// The path a convolution of `n` images with this window, `c` input channels and `f` filters
+    /// takes.
+    fn of(win: &Window, c: usize, f: usize, n: usize) -> Path {
+        #[cfg(test)]
+        if let Some(forced) = FORCED_PATH.with(|f| f.get()) {
+            return if forced == Path::Winograd && !winograd::fits(win) { Path::Batch } else { forced };
+        }
+        if win.kh * win.kw * c * f <= GROUPED_MAX_KERNEL {
+            Path::Grouped
+        } else if winograd::pays(win, c, f, n) {
+            Path::Winograd
+        } else {
+            Path::Batch
+        }
     }
-    win.kh * win.kw * c * f <= GROUPED_MAX_KERNEL
 }
 
 #[cfg(test)]
 thread_local! {
-    static FORCE_GROUPED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    static FORCED_PATH: std::cell::Cell<Option<Path>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs `f` with every convolution started on this thread on the grouped path (`true`) or the
-/// batch path (`false`), so that tests cover both whatever the kernel size.
+/// Runs `f` with every convolution started on this thread on `path` (Winograd where the window
+/// allows it, else the batch path), so that tests cover every path whatever the layer's size.
 #[cfg(test)]
-pub(crate) fn with_path<R>(grouped: bool, f: impl FnOnce() -> R) -> R {
-    FORCE_GROUPED.with(|c| c.set(Some(grouped)));
+pub(crate) fn with_path<R>(path: Path, f: impl FnOnce() -> R) -> R {
+    FORCED_PATH.with(|c| c.set(Some(path)));
     let r = f();
-    FORCE_GROUPED.with(|c| c.set(None));
+    FORCED_PATH.with(|c| c.set(None));
     r
 }
 
@@ -72,7 +101,8 @@ impl Conv2dOp {
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
         let f = b.len();
         let Plan { unfold, rows, k, image, group: g } = Plan::new(self.win, c, n);
-        if grouped(&self.win, c, f) {
+        let path = Path::of(&self.win, c, f, n);
+        if path == Path::Grouped {
             // SAFETY: the groups partition the output and each GEMM writes its whole group.
             let mut out = uninit(n * rows * f, |_: *mut T| ());
             out.par_chunks_mut(g * rows * f).zip(x.par_chunks(g * image)).for_each(|(out, imgs)| {
@@ -83,6 +113,19 @@ impl Conv2dOp {
                 unsafe { gemm_raw(out.as_mut_ptr(), (&cols, Order::Plain), (w, Order::Plain), (nb * rows, k, f), None, Threads::One) };
                 BiasAct(self.act).apply_rows(out, b);
             });
+            return Ok(out);
+        }
+        if path == Path::Winograd {
+            let u = winograd::kernel_transform(w, c, f);
+            let mut out = if self.save {
+                let (out, tiles) = winograd::conv_keeping_tiles(x, n, self.win, c, f, &u);
+                let rows = tiles.len() / c;
+                *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(tiles, (rows, c), &Device::Cpu)?);
+                out
+            } else {
+                winograd::conv(x, n, self.win, c, f, &u)
+            };
+            BiasAct(self.act).apply_in_place(&mut out, b);
             return Ok(out);
         }
         if self.save {
@@ -229,6 +272,34 @@ impl CustomOp2 for KernelGrad {
     }
 }
 
+/// The kernel gradient (the op's output) and input gradient (left in `dx` when `input_grad`) on
+/// the Winograd path, from the output gradient, the transformed input tiles and the kernel.
+struct WinogradBackward {
+    win: Window,
+    c: usize,
+    input_grad: bool,
+    dx: Mutex<Option<Tensor>>,
+}
+
+impl CustomOp3 for WinogradBackward {
+    fn name(&self) -> &'static str {
+        "kandle-conv2d-winograd-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, _, _, f] = l1.dims() else { candle_core::bail!("conv2d gradient expects NHWC") };
+        let (win, c) = (self.win, self.c);
+        let dx;
+        let dw = float_map!(self.name(), [dpre = (s1, l1), tiles = (s2, l2), w = (s3, l3)], {
+            let (dw, d) = winograd::backward(dpre, tiles, n, win, c, f, &winograd::kernel_transform(w, c, f), self.input_grad);
+            dx = d.map(|d| Tensor::from_vec(d, (n, win.in_h, win.in_w, c), &Device::Cpu)).transpose()?;
+            dw
+        });
+        *self.dx.lock().unwrap_or_else(|e| e.into_inner()) = dx;
+        Ok((dw, Shape::from((3, 3, c, f))))
+    }
+}
+
 /// Convolves an NHWC batch with a Keras kernel `(kh, kw, in, out)`, adds the bias and applies the
 /// element-wise activation. With `train` on the batch path it also returns the im2col matrix
 /// `(n*oh*ow, kh*kw*in)` for [`conv2d_backward`].
@@ -257,6 +328,13 @@ pub fn conv2d_backward(
         let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &KernelGrad { win, c })?;
         return Ok((dx, Grad::Value(dw), db));
     };
+    if Path::of(&win, c, f, dpre.dim(0)?) == Path::Winograd {
+        let dpre = dpre.contiguous()?;
+        let db = dpre.reshape((dpre.elem_count() / f, f))?.apply_op1_no_bwd(&linear::ColumnSum)?;
+        let op = WinogradBackward { win, c, input_grad, dx: Mutex::new(None) };
+        let dw = dpre.apply_op3_no_bwd(cols, &kernel.contiguous()?, &op)?;
+        return Ok((op.dx.into_inner().unwrap_or_else(|e| e.into_inner()), Grad::Value(dw), db));
+    }
     let m = dpre.elem_count() / f;
     let (dcols, (lhs, rhs), db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
     let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win, c })).transpose()?;

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod skinny;
 pub mod unary;
 pub mod update;
+pub mod winograd;
 
 use candle_core::{CpuStorage, DType, Layout, Result, WithDType};
 
