@@ -289,6 +289,9 @@ impl CustomOp3 for WinogradBackward {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, _, _, f] = l1.dims() else { candle_core::bail!("conv2d gradient expects NHWC") };
         let (win, c) = (self.win, self.c);
+        if l2.dims() != [16 * n * winograd::tiles_per_image(win), c] || l3.dims() != [3, 3, c, f] {
+            candle_core::bail!("conv2d gradient: tiles {:?} / kernel {:?} do not match the layer", l2.dims(), l3.dims());
+        }
         let dx;
         let dw = float_map!(self.name(), [dpre = (s1, l1), tiles = (s2, l2), w = (s3, l3)], {
             let (dw, d) = winograd::backward(dpre, tiles, n, win, c, f, &winograd::kernel_transform(w, c, f), self.input_grad);

@@ -2,9 +2,10 @@
 //! each 2x2 block of outputs comes from a 4x4 input tile with 16 multiplications per channel pair
 //! instead of 36, as 16 independent GEMMs `V[ξ] (tiles x in) @ U[ξ] (in x out)` between transformed
 //! input tiles `V = Bᵀ d B` and transformed kernels `U = G g Gᵀ`, followed by `Y = Aᵀ M A` per tile.
-//! It serves the forward pass and, as that computation's exact adjoint (the same 16 GEMMs against
-//! the transposed kernels, transforms run backwards), the input gradient of the large
-//! convolutions, where the GEMMs are most of the work.
+//! It serves the forward pass of the large convolutions, where the GEMMs are most of the work, and
+//! both gradients as that computation's exact adjoint: the input gradient through the same 16
+//! GEMMs against the transposed `U[ξ]` with the transforms run backwards, the kernel gradient as
+//! `Gᵀ (V[ξ]ᵀ @ (A dY Aᵀ)[ξ]) G` from the input tiles kept by the training forward pass.
 
 use super::linear::{gemm_raw, uninit, Order, Threads};
 use super::{Elem, Window};
@@ -142,6 +143,7 @@ pub(crate) fn conv_keeping_tiles<T: Elem>(x: &[T], n: usize, win: Window, c: usi
 /// The kernel gradient `(3, 3, c, f)` and, with `input_grad`, the input gradient of [`conv`], from
 /// the output gradient `dy` and the tiles `v` kept by [`conv_keeping_tiles`]: both share the
 /// transformed output gradient; the kernel's is `Gᵀ dU G` with `dU[ξ] = V[ξ]ᵀ @ (A dY Aᵀ)[ξ]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Elem>(dy: &[T], v: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T], input_grad: bool) -> (Vec<T>, Option<Vec<T>>) {
     let tiles = n * tiles_per_image(win);
     let dm = gradient_transform(dy, win, f, tiles);
@@ -189,7 +191,7 @@ fn kernel_transform_adjoint<T: Elem>(du: &[T], c: usize, f: usize) -> Vec<T> {
     g
 }
 
-fn tiles_per_image(win: Window) -> usize {
+pub(crate) fn tiles_per_image(win: Window) -> usize {
     win.out_h.div_ceil(2) * win.out_w.div_ceil(2)
 }
 
