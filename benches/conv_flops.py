@@ -6,7 +6,9 @@ inside the tutorial CNN (a model's first layer skips it), and the Dense(1) head 
 `predict` times the forward pass, `train_on_batch` (mse, SGD) forward + backward + update; backward =
 the difference (the head's share is negligible). FLOPs: forward 2*M*K*N for the im2col GEMM
 (M = batch*out_h*out_w, K = kh*kw*in, N = filters); backward twice that (weight and input gradients),
-once for conv1, which is the first layer in the tutorial CNN too (no input gradient). Times are the
+once for conv1, which is the first layer in the tutorial CNN too (no input gradient). These are the
+direct convolution's FLOPs for every layer: conv4 and conv5 run Winograd's F(2x2, 3x3), which needs
+2.25x fewer multiplications, so their figures are effective rates and can exceed what the GEMMs do. Times are the
 fastest of `--steps` calls (noise on a shared machine only adds time).
 Usage: python benches/conv_flops.py [--steps 10] [--peak 333]
 """

@@ -78,9 +78,9 @@ pub(crate) unsafe fn gemm_raw<T: Elem>(
     }
 }
 
-/// `gemm_raw` through `skinny`'s few-row kernels where one fits (T must be f32): a plain product
-/// with few rows (Dense forward), or a product whose shared dimension is short (the kernel update
-/// `w += beta * xᵀ @ dy` from a small batch).
+/// `gemm_raw` through `skinny`'s few-row kernels where one fits (T must be f32): a product with
+/// few rows (Dense forward, and its input gradient against the transposed kernel), or one whose
+/// shared dimension is short (the kernel update `w += beta * xᵀ @ dy` from a small batch).
 unsafe fn skinny_f32<T: Elem>(
     dst: *mut T,
     lhs: (&[T], Order),
@@ -94,6 +94,7 @@ unsafe fn skinny_f32<T: Elem>(
     let dst = dst.cast::<f32>();
     match (lhs.1, rhs.1, accumulate) {
         (Order::Plain, Order::Plain, None) if m <= skinny::MAX_ROWS => unsafe { skinny::gemm_f32(dst, f32s(lhs.0), f32s(rhs.0), (m, k, n), tasks) },
+        (Order::Plain, Order::Transposed, None) if m <= skinny::MAX_ROWS => unsafe { skinny::gemm_nt_f32(dst, f32s(lhs.0), f32s(rhs.0), (m, k, n), tasks) },
         (Order::Transposed, Order::Plain, _) if k <= skinny::MAX_ROWS => {
             let (keep, scale) = match accumulate {
                 None => (false, 1.0),

@@ -44,6 +44,23 @@ pub(crate) unsafe fn gemm_tn_f32(
     None
 }
 
+/// `c (m x n) = a (m x k) @ bᵀ` for `b` stored `(n x k)`, few rows `m` (a Dense layer's input
+/// gradient `dy @ kernelᵀ` for a small batch): dot products along the rows of both, so the large
+/// `b` is read once, in order, and never packed. Same contract as [`gemm_f32`].
+///
+/// # Safety
+/// `c` must be valid for `m * n` writes and overlap neither input.
+pub(crate) unsafe fn gemm_nt_f32(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) -> Option<()> {
+    #[cfg(target_arch = "x86_64")]
+    if m > 0 && k > 0 && n > 0 && a.len() >= m * k && b.len() >= n * k && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present; the caller guarantees `c`, the slices' sizes are checked.
+        unsafe { avx512::gemm_nt(c, a, b, (m, k, n), tasks) };
+        return Some(());
+    }
+    let _ = (c, a, b, m, k, n, tasks);
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -192,6 +209,49 @@ mod avx512 {
         }
     }
 
+    pub(super) unsafe fn gemm_nt(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) {
+        let c = SendPtr(c);
+        split_columns(n.div_ceil(NT_COLS), tasks, |blocks| {
+            for j in blocks.map(|block| block * NT_COLS) {
+                for i in (0..m).step_by(NT_ROWS) {
+                    // SAFETY: rows `i..` of `a`, rows `j..` of `b` and their output block lie inside
+                    // the operands; this task alone writes output columns `j..j+NT_COLS`.
+                    unsafe { tile_nt(a.as_ptr().add(i * k), (m - i).min(NT_ROWS), b.as_ptr().add(j * k), (n - j).min(NT_COLS), k, c.at(i * n + j), n) };
+                }
+            }
+        });
+    }
+
+    /// Rows of `a` and of `b` per dot-product tile: 4 x 6 accumulators over 16 lanes of `k`.
+    const NT_ROWS: usize = 4;
+    const NT_COLS: usize = 6;
+
+    /// `c[rows x cols] = a[rows x k] @ b[cols x k]ᵀ`: one vector of partial sums per output, summed
+    /// across its lanes at the end. Missing rows repeat the last one (never stored); the last
+    /// partial vector of `k` is masked.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_nt(a: *const f32, rows: usize, b: *const f32, cols: usize, k: usize, c: *mut f32, ldc: usize) {
+        let ap: [*const f32; NT_ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(rows - 1) * k));
+        let bp: [*const f32; NT_COLS] = std::array::from_fn(|j| b.wrapping_add(j.min(cols - 1) * k));
+        let mut acc = [[_mm512_setzero_ps(); NT_COLS]; NT_ROWS];
+        for p in (0..k).step_by(16) {
+            let mask = lanes((k - p) as isize);
+            let bv = bp.map(|b| unsafe { _mm512_maskz_loadu_ps(mask, b.add(p)) });
+            for i in 0..NT_ROWS {
+                let av = unsafe { _mm512_maskz_loadu_ps(mask, ap[i].add(p)) };
+                for j in 0..NT_COLS {
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            for (j, acc) in acc.iter().enumerate().take(cols) {
+                unsafe { *c.add(i * ldc + j) = _mm512_reduce_add_ps(*acc) };
+            }
+        }
+    }
+
     /// Lanes of a 16-wide vector that hold columns, for `cols` columns left from its start.
     #[inline(always)]
     fn lanes(cols: isize) -> __mmask16 {
@@ -313,6 +373,33 @@ mod tests {
                         for idx in 0..m * n {
                             let want = if accumulate { start[idx] } else { 0.0 } - 0.5 * product[idx];
                             assert!((c[idx] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} acc {accumulate} at {idx}: {} vs {want}", c[idx]);
+                        }
+                        assert!(c[m * n..].iter().all(|v| v.is_nan()), "{m}x{k}x{n}: wrote past the output");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn product_with_a_transposed_right_factor_matches() {
+        if !cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("avx512f") {
+            assert!(unsafe { gemm_nt_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1) }.is_none());
+            return;
+        }
+        for &m in &[1, 3, 4, 5, 33, 64] {
+            for &k in &[1, 15, 16, 17, 200] {
+                for &n in &[1, 5, 6, 7, 13, 100] {
+                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+                    // b is stored (n x k): its transpose is the (k x n) right factor.
+                    let b: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+                    let bt: Vec<f32> = (0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect();
+                    let want = reference(&a, &bt, (m, k, n));
+                    for tasks in [1, 2, 5] {
+                        let mut c = vec![f32::NAN; m * n + 16];
+                        unsafe { gemm_nt_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
+                        for (idx, (&got, &want)) in c.iter().zip(&want).enumerate() {
+                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} tasks {tasks} at {idx}: {got} vs {want}");
                         }
                         assert!(c[m * n..].iter().all(|v| v.is_nan()), "{m}x{k}x{n}: wrote past the output");
                     }
