@@ -324,9 +324,34 @@ mod tests {
         c.into_iter().map(|v| v as f32).collect()
     }
 
+    fn numbers(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * seed) % 101) as f32 / 50.0 - 1.0).collect()
+    }
+
+    /// `(rows x cols)` stored row-major -> its `(cols x rows)` transpose.
+    fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols).map(|idx| x[(idx % rows) * cols + idx / rows]).collect()
+    }
+
+    /// An output buffer with 16 guard cells after it, which catch a store past column n or row m.
+    fn guarded(start: &[f32]) -> Vec<f32> {
+        start.iter().copied().chain([f32::NAN; 16]).collect()
+    }
+
+    fn assert_matches(what: &str, c: &[f32], want: &[f32]) {
+        for (idx, (&got, &want)) in c.iter().zip(want).enumerate() {
+            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{what} at {idx}: {got} vs {want}");
+        }
+        assert!(c[want.len()..].iter().all(|v| v.is_nan()), "{what}: wrote past the output");
+    }
+
+    fn avx512() -> bool {
+        cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f")
+    }
+
     #[test]
     fn matches_the_plain_product_on_ragged_shapes() {
-        if !cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("avx512f") {
+        if !avx512() {
             // The dispatcher must then decline, so that `gemm` runs instead.
             assert!(unsafe { gemm_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1) }.is_none());
             return;
@@ -334,17 +359,12 @@ mod tests {
         for &m in &[1, 3, 8, 9, 33, 64] {
             for &k in &[1, 5, 64, 65, 200] {
                 for &n in &[1, 15, 16, 17, 47, 48, 49, 100, 145] {
-                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-                    let b: Vec<f32> = (0..k * n).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+                    let (a, b) = (numbers(m * k, 37), numbers(k * n, 53));
                     let want = reference(&a, &b, (m, k, n));
                     for tasks in [1, 2, 5] {
-                        // Guard cells after the output catch a store past column n or row m.
-                        let mut c = vec![f32::NAN; m * n + 16];
+                        let mut c = guarded(&vec![f32::NAN; m * n]);
                         unsafe { gemm_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
-                        for (idx, (&got, &want)) in c.iter().zip(&want).enumerate() {
-                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} tasks {tasks} at {idx}: {got} vs {want}");
-                        }
-                        assert!(c[m * n..].iter().all(|v| v.is_nan()), "{m}x{k}x{n}: wrote past the output");
+                        assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
                     }
                 }
             }
@@ -352,29 +372,23 @@ mod tests {
     }
 
     #[test]
-    fn transposed_product_matches_and_accumulates() {
-        if !cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("avx512f") {
+    fn transposed_left_factor_product_matches_and_accumulates() {
+        if !avx512() {
             assert!(unsafe { gemm_tn_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1.0, false, 1) }.is_none());
             return;
         }
         for &m in &[1, 7, 8, 9, 70] {
             for &k in &[1, 3, 32, 64] {
                 for &n in &[1, 16, 17, 48, 49, 145] {
-                    // a is (k x m): its transpose is the (m x k) left factor.
-                    let a: Vec<f32> = (0..k * m).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-                    let b: Vec<f32> = (0..k * n).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
-                    let at: Vec<f32> = (0..m * k).map(|idx| a[(idx % k) * m + idx / k]).collect();
-                    let product = reference(&at, &b, (m, k, n));
+                    // a is stored (k x m): its transpose is the (m x k) left factor.
+                    let (a, b) = (numbers(k * m, 37), numbers(k * n, 53));
+                    let product = reference(&transpose(&a, k, m), &b, (m, k, n));
                     let start: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
                     for (accumulate, tasks) in [(false, 1), (true, 1), (true, 3)] {
-                        let mut c = start.clone();
-                        c.extend([f32::NAN; 16]);
+                        let mut c = guarded(&start);
                         unsafe { gemm_tn_f32(c.as_mut_ptr(), &a, &b, (m, k, n), -0.5, accumulate, tasks) }.unwrap();
-                        for idx in 0..m * n {
-                            let want = if accumulate { start[idx] } else { 0.0 } - 0.5 * product[idx];
-                            assert!((c[idx] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} acc {accumulate} at {idx}: {} vs {want}", c[idx]);
-                        }
-                        assert!(c[m * n..].iter().all(|v| v.is_nan()), "{m}x{k}x{n}: wrote past the output");
+                        let want: Vec<f32> = start.iter().zip(&product).map(|(s, p)| if accumulate { *s } else { 0.0 } - 0.5 * p).collect();
+                        assert_matches(&format!("{m}x{k}x{n} accumulate {accumulate} tasks {tasks}"), &c, &want);
                     }
                 }
             }
@@ -382,26 +396,21 @@ mod tests {
     }
 
     #[test]
-    fn product_with_a_transposed_right_factor_matches() {
-        if !cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("avx512f") {
+    fn transposed_right_factor_product_matches() {
+        if !avx512() {
             assert!(unsafe { gemm_nt_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1) }.is_none());
             return;
         }
         for &m in &[1, 3, 4, 5, 33, 64] {
             for &k in &[1, 15, 16, 17, 200] {
                 for &n in &[1, 5, 6, 7, 13, 100] {
-                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
                     // b is stored (n x k): its transpose is the (k x n) right factor.
-                    let b: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
-                    let bt: Vec<f32> = (0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect();
-                    let want = reference(&a, &bt, (m, k, n));
+                    let (a, b) = (numbers(m * k, 37), numbers(n * k, 53));
+                    let want = reference(&a, &transpose(&b, n, k), (m, k, n));
                     for tasks in [1, 2, 5] {
-                        let mut c = vec![f32::NAN; m * n + 16];
+                        let mut c = guarded(&vec![f32::NAN; m * n]);
                         unsafe { gemm_nt_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
-                        for (idx, (&got, &want)) in c.iter().zip(&want).enumerate() {
-                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} tasks {tasks} at {idx}: {got} vs {want}");
-                        }
-                        assert!(c[m * n..].iter().all(|v| v.is_nan()), "{m}x{k}x{n}: wrote past the output");
+                        assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
                     }
                 }
             }
@@ -412,5 +421,7 @@ mod tests {
     fn declines_empty_products() {
         assert!(unsafe { gemm_f32(std::ptr::null_mut(), &[], &[], (0, 3, 4), 1) }.is_none());
         assert!(unsafe { gemm_f32(std::ptr::null_mut(), &[], &[], (2, 0, 4), 1) }.is_none());
+        assert!(unsafe { gemm_tn_f32(std::ptr::null_mut(), &[], &[], (2, 0, 4), 1.0, true, 1) }.is_none());
+        assert!(unsafe { gemm_nt_f32(std::ptr::null_mut(), &[], &[], (2, 3, 0), 1) }.is_none());
     }
 }

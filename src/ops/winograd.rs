@@ -374,9 +374,9 @@ mod tests {
         Window { in_h: in_hw.0, in_w: in_hw.1, kh: 3, kw: 3, sh: 1, sw: 1, pad_top: pad, pad_left: pad, out_h: out(in_hw.0), out_w: out(in_hw.1) }
     }
 
-    /// The convolution and its input gradient by their definitions, one product at a time.
-    fn direct(x: &[f64], g: &[f64], n: usize, win: Window, c: usize, f: usize) -> Vec<f64> {
-        let mut y = vec![0.0; n * win.out_h * win.out_w * f];
+    /// Every product of the convolution by its definition, as indices `(x, y, g)`: input entry `x`
+    /// times kernel entry `g` adds to output entry `y`. The forward pass and both gradients follow.
+    fn products(n: usize, win: Window, c: usize, f: usize, mut visit: impl FnMut(usize, usize, usize)) {
         for img in 0..n {
             for p in 0..win.out_h {
                 for q in 0..win.out_w {
@@ -387,37 +387,24 @@ mod tests {
                         }
                         for ci in 0..c {
                             for o in 0..f {
-                                y[((img * win.out_h + p) * win.out_w + q) * f + o] +=
-                                    x[((img * win.in_h + r) * win.in_w + s) * c + ci] * g[((i * 3 + j) * c + ci) * f + o];
+                                visit(((img * win.in_h + r) * win.in_w + s) * c + ci, ((img * win.out_h + p) * win.out_w + q) * f + o, ((i * 3 + j) * c + ci) * f + o);
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    fn direct(x: &[f64], g: &[f64], n: usize, win: Window, c: usize, f: usize) -> Vec<f64> {
+        let mut y = vec![0.0; n * win.out_h * win.out_w * f];
+        products(n, win, c, f, |xi, yi, gi| y[yi] += x[xi] * g[gi]);
         y
     }
 
     fn direct_input_grad(dy: &[f64], g: &[f64], n: usize, win: Window, c: usize, f: usize) -> Vec<f64> {
         let mut dx = vec![0.0; n * win.in_h * win.in_w * c];
-        for img in 0..n {
-            for p in 0..win.out_h {
-                for q in 0..win.out_w {
-                    for (i, j) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
-                        let (Some(r), Some(s)) = ((p + i).checked_sub(win.pad_top), (q + j).checked_sub(win.pad_left)) else { continue };
-                        if r >= win.in_h || s >= win.in_w {
-                            continue;
-                        }
-                        for ci in 0..c {
-                            for o in 0..f {
-                                dx[((img * win.in_h + r) * win.in_w + s) * c + ci] +=
-                                    dy[((img * win.out_h + p) * win.out_w + q) * f + o] * g[((i * 3 + j) * c + ci) * f + o];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        products(n, win, c, f, |xi, yi, gi| dx[xi] += dy[yi] * g[gi]);
         dx
     }
 
@@ -446,27 +433,9 @@ mod tests {
         }
     }
 
-    /// The kernel gradient by its definition: `dg[i, j, ci, o] = Σ x[p + i - pad, q + j - pad, ci] dy[p, q, o]`.
     fn direct_kernel_grad(x: &[f64], dy: &[f64], n: usize, win: Window, c: usize, f: usize) -> Vec<f64> {
         let mut dg = vec![0.0; 9 * c * f];
-        for img in 0..n {
-            for p in 0..win.out_h {
-                for q in 0..win.out_w {
-                    for (i, j) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
-                        let (Some(r), Some(s)) = ((p + i).checked_sub(win.pad_top), (q + j).checked_sub(win.pad_left)) else { continue };
-                        if r >= win.in_h || s >= win.in_w {
-                            continue;
-                        }
-                        for ci in 0..c {
-                            for o in 0..f {
-                                dg[((i * 3 + j) * c + ci) * f + o] +=
-                                    x[((img * win.in_h + r) * win.in_w + s) * c + ci] * dy[((img * win.out_h + p) * win.out_w + q) * f + o];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        products(n, win, c, f, |xi, yi, gi| dg[gi] += x[xi] * dy[yi]);
         dg
     }
 
