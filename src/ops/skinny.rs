@@ -180,16 +180,8 @@ mod avx512 {
         b: *const f32, ldb: usize, cols: usize,
         c: *mut f32, ldc: usize, kc: usize, accumulate: bool, ahead: Ahead,
     ) {
-        let cols = cols as isize;
-        let mask = [lanes(cols), lanes(cols - 16), lanes(cols - 32)];
-        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
-        if accumulate {
-            for (i, acc) in acc.iter_mut().enumerate().take(rows) {
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    *acc = unsafe { _mm512_maskz_loadu_ps(mask[v], c.add(i * ldc + 16 * v)) };
-                }
-            }
-        }
+        let mask = masks(cols);
+        let mut acc = if accumulate { unsafe { load_tile(c, ldc, rows, mask) } } else { [[_mm512_setzero_ps(); 3]; MR] };
         for p in 0..kc {
             ahead.fetch(p);
             let (ap, bp) = unsafe { (a.add(p * lda), b.add(p * ldb)) };
@@ -202,11 +194,7 @@ mod avx512 {
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate().take(rows) {
-            for (v, acc) in acc.iter().enumerate() {
-                unsafe { _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), mask[v], *acc) };
-            }
-        }
+        unsafe { store_tile(c, ldc, rows, mask, &acc) };
     }
 
     pub(super) unsafe fn gemm_nt(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) {
@@ -252,6 +240,36 @@ mod avx512 {
         }
     }
 
+    /// The lanes of a 48-column tile's three vectors that hold its `cols` columns.
+    fn masks(cols: usize) -> [__mmask16; 3] {
+        let cols = cols as isize;
+        [lanes(cols), lanes(cols - 16), lanes(cols - 32)]
+    }
+
+    /// The first `rows` rows of an 8 x 48 output tile (the rest zeros).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_tile(c: *const f32, ldc: usize, rows: usize, mask: [__mmask16; 3]) -> [[__m512; 3]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
+        for (i, acc) in acc.iter_mut().enumerate().take(rows) {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                *acc = unsafe { _mm512_maskz_loadu_ps(mask[v], c.add(i * ldc + 16 * v)) };
+            }
+        }
+        acc
+    }
+
+    /// Stores the first `rows` rows of an 8 x 48 tile, masked to its columns.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_tile(c: *mut f32, ldc: usize, rows: usize, mask: [__mmask16; 3], acc: &[[__m512; 3]; MR]) {
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            for (v, acc) in acc.iter().enumerate() {
+                unsafe { _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), mask[v], *acc) };
+            }
+        }
+    }
+
     /// Lanes of a 16-wide vector that hold columns, for `cols` columns left from its start.
     #[inline(always)]
     fn lanes(cols: isize) -> __mmask16 {
@@ -274,20 +292,12 @@ mod avx512 {
         b: *const f32, ldb: usize, cols: usize,
         c: *mut f32, ldc: usize, kc: usize, accumulate: bool, ahead: Ahead,
     ) {
-        let cols = cols as isize;
-        let mask = [lanes(cols), lanes(cols - 16), lanes(cols - 32)];
-        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
         let mut row = [a; MR];
         for (i, r) in row.iter_mut().enumerate() {
             *r = unsafe { a.add(i.min(rows - 1) * lda) };
         }
-        if accumulate {
-            for (i, acc) in acc.iter_mut().enumerate().take(rows) {
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    *acc = unsafe { _mm512_maskz_loadu_ps(mask[v], c.add(i * ldc + 16 * v)) };
-                }
-            }
-        }
+        let mask = masks(cols);
+        let mut acc = if accumulate { unsafe { load_tile(c, ldc, rows, mask) } } else { [[_mm512_setzero_ps(); 3]; MR] };
         let mut bp = b;
         for p in 0..kc {
             ahead.fetch(p);
@@ -300,11 +310,7 @@ mod avx512 {
             }
             bp = bp.wrapping_add(ldb);
         }
-        for (i, acc) in acc.iter().enumerate().take(rows) {
-            for (v, acc) in acc.iter().enumerate() {
-                unsafe { _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), mask[v], *acc) };
-            }
-        }
+        unsafe { store_tile(c, ldc, rows, mask, &acc) };
     }
 }
 
@@ -345,6 +351,17 @@ mod tests {
         assert!(c[want.len()..].iter().all(|v| v.is_nan()), "{what}: wrote past the output");
     }
 
+    /// Runs `test(m, k, n)` on every combination of the given sizes.
+    fn each_shape(ms: &[usize], ks: &[usize], ns: &[usize], mut test: impl FnMut(usize, usize, usize)) {
+        for &m in ms {
+            for &k in ks {
+                for &n in ns {
+                    test(m, k, n);
+                }
+            }
+        }
+    }
+
     fn avx512() -> bool {
         cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f")
     }
@@ -356,19 +373,15 @@ mod tests {
             assert!(unsafe { gemm_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1) }.is_none());
             return;
         }
-        for &m in &[1, 3, 8, 9, 33, 64] {
-            for &k in &[1, 5, 64, 65, 200] {
-                for &n in &[1, 15, 16, 17, 47, 48, 49, 100, 145] {
-                    let (a, b) = (numbers(m * k, 37), numbers(k * n, 53));
-                    let want = reference(&a, &b, (m, k, n));
-                    for tasks in [1, 2, 5] {
-                        let mut c = guarded(&vec![f32::NAN; m * n]);
-                        unsafe { gemm_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
-                        assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
-                    }
-                }
+        each_shape(&[1, 3, 8, 9, 33, 64], &[1, 5, 64, 65, 200], &[1, 15, 16, 17, 47, 48, 49, 100, 145], |m, k, n| {
+            let (a, b) = (numbers(m * k, 37), numbers(k * n, 53));
+            let want = reference(&a, &b, (m, k, n));
+            for tasks in [1, 2, 5] {
+                let mut c = guarded(&vec![f32::NAN; m * n]);
+                unsafe { gemm_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
+                assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
             }
-        }
+        });
     }
 
     #[test]
@@ -377,22 +390,18 @@ mod tests {
             assert!(unsafe { gemm_tn_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1.0, false, 1) }.is_none());
             return;
         }
-        for &m in &[1, 7, 8, 9, 70] {
-            for &k in &[1, 3, 32, 64] {
-                for &n in &[1, 16, 17, 48, 49, 145] {
-                    // a is stored (k x m): its transpose is the (m x k) left factor.
-                    let (a, b) = (numbers(k * m, 37), numbers(k * n, 53));
-                    let product = reference(&transpose(&a, k, m), &b, (m, k, n));
-                    let start: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
-                    for (accumulate, tasks) in [(false, 1), (true, 1), (true, 3)] {
-                        let mut c = guarded(&start);
-                        unsafe { gemm_tn_f32(c.as_mut_ptr(), &a, &b, (m, k, n), -0.5, accumulate, tasks) }.unwrap();
-                        let want: Vec<f32> = start.iter().zip(&product).map(|(s, p)| if accumulate { *s } else { 0.0 } - 0.5 * p).collect();
-                        assert_matches(&format!("{m}x{k}x{n} accumulate {accumulate} tasks {tasks}"), &c, &want);
-                    }
-                }
+        each_shape(&[1, 7, 8, 9, 70], &[1, 3, 32, 64], &[1, 16, 17, 48, 49, 145], |m, k, n| {
+            // a is stored (k x m): its transpose is the (m x k) left factor.
+            let (a, b) = (numbers(k * m, 37), numbers(k * n, 53));
+            let product = reference(&transpose(&a, k, m), &b, (m, k, n));
+            let start: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
+            for (accumulate, tasks) in [(false, 1), (true, 1), (true, 3)] {
+                let mut c = guarded(&start);
+                unsafe { gemm_tn_f32(c.as_mut_ptr(), &a, &b, (m, k, n), -0.5, accumulate, tasks) }.unwrap();
+                let want: Vec<f32> = start.iter().zip(&product).map(|(s, p)| if accumulate { *s } else { 0.0 } - 0.5 * p).collect();
+                assert_matches(&format!("{m}x{k}x{n} accumulate {accumulate} tasks {tasks}"), &c, &want);
             }
-        }
+        });
     }
 
     #[test]
@@ -401,20 +410,16 @@ mod tests {
             assert!(unsafe { gemm_nt_f32(std::ptr::null_mut(), &[1.0], &[1.0], (1, 1, 1), 1) }.is_none());
             return;
         }
-        for &m in &[1, 3, 4, 5, 33, 64] {
-            for &k in &[1, 15, 16, 17, 200] {
-                for &n in &[1, 5, 6, 7, 13, 100] {
-                    // b is stored (n x k): its transpose is the (k x n) right factor.
-                    let (a, b) = (numbers(m * k, 37), numbers(n * k, 53));
-                    let want = reference(&a, &transpose(&b, n, k), (m, k, n));
-                    for tasks in [1, 2, 5] {
-                        let mut c = guarded(&vec![f32::NAN; m * n]);
-                        unsafe { gemm_nt_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
-                        assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
-                    }
-                }
+        each_shape(&[1, 3, 4, 5, 33, 64], &[1, 15, 16, 17, 200], &[1, 5, 6, 7, 13, 100], |m, k, n| {
+            // b is stored (n x k): its transpose is the (k x n) right factor.
+            let (a, b) = (numbers(m * k, 37), numbers(n * k, 53));
+            let want = reference(&a, &transpose(&b, n, k), (m, k, n));
+            for tasks in [1, 2, 5] {
+                let mut c = guarded(&vec![f32::NAN; m * n]);
+                unsafe { gemm_nt_f32(c.as_mut_ptr(), &a, &b, (m, k, n), tasks) }.unwrap();
+                assert_matches(&format!("{m}x{k}x{n} tasks {tasks}"), &c, &want);
             }
-        }
+        });
     }
 
     #[test]
