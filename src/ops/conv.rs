@@ -40,8 +40,8 @@ pub(crate) enum Path {
     Grouped,
     /// One GEMM over the whole batch.
     Batch,
-    /// The batch path, with the forward pass and the input gradient by Winograd's F(2x2, 3x3)
-    /// where the window allows it (the kernel gradient stays a GEMM of the im2col matrix).
+    /// Winograd's F(2x2, 3x3) for the forward pass and both gradients, where the window allows
+    /// it (else the batch path).
     Winograd,
 }
 
@@ -119,8 +119,8 @@ impl Conv2dOp {
             let u = winograd::kernel_transform(w, c, f);
             let mut out = if self.save {
                 let (out, tiles) = winograd::conv_keeping_tiles(x, n, self.win, c, f, &u);
-                let rows = tiles.len() / c;
-                *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(tiles, (rows, c), &Device::Cpu)?);
+                let tile_rows = tiles.len() / c;
+                *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(tiles, (tile_rows, c), &Device::Cpu)?);
                 out
             } else {
                 winograd::conv(x, n, self.win, c, f, &u)

@@ -54,6 +54,23 @@ macro_rules! float_map {
 }
 pub(crate) use float_map;
 
+/// Where parallel tasks write one buffer, each at entries no other task writes (the tiles of a
+/// GEMM's output, the transformed tiles of a convolution).
+pub(crate) struct Disjoint<T>(pub(crate) *mut T);
+
+// SAFETY: tasks only write through it, each at entries no other task touches (every user's
+// SAFETY comment says why its entries are its own).
+unsafe impl<T: Send> Send for Disjoint<T> {}
+unsafe impl<T: Send> Sync for Disjoint<T> {}
+
+impl<T> Disjoint<T> {
+    /// Where entry `i` goes (through a method, so that closures capture the Sync wrapper, not its
+    /// raw field).
+    pub(crate) fn at(&self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// `a + b` element-wise, reusing `a`: the reduction step of per-task partial sums.
 pub(crate) fn add_partials<T: Elem>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     a.iter_mut().zip(b).for_each(|(a, b)| *a += b);

@@ -1,6 +1,6 @@
 //! GEMM where one dimension is a small batch: `x @ kernel` for at most [`MAX_ROWS`] samples (or a
-//! single image's late convolutions), and the kernel update `w += scale * xᵀ @ dy` from such a
-//! batch. The `gemm` crate packs the whole right-hand matrix first, which for 32 rows costs more
+//! single image's late convolutions), the input gradient `dy @ kernelᵀ` and the kernel update
+//! `w += scale * xᵀ @ dy` from such a batch. The `gemm` crate packs the whole right-hand matrix first, which for 32 rows costs more
 //! than the product; here the large matrix is streamed once, straight from where it lies, with the
 //! next tile's part prefetched. f32 with AVX-512 only (elsewhere `gemm` runs).
 
@@ -15,7 +15,7 @@ pub(crate) const MAX_ROWS: usize = 64;
 /// `c` must be valid for `m * n` writes and overlap neither `a` (`m * k`) nor `b` (`k * n`).
 pub(crate) unsafe fn gemm_f32(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) -> Option<()> {
     #[cfg(target_arch = "x86_64")]
-    if m > 0 && k > 0 && n > 0 && a.len() >= m * k && b.len() >= k * n && std::arch::is_x86_feature_detected!("avx512f") {
+    if runs((m, k, n)) && a.len() >= m * k && b.len() >= k * n {
         // SAFETY: AVX-512F is present; the caller guarantees `c`, the slices' sizes are checked.
         unsafe { avx512::gemm(c, a, b, (m, k, n), tasks) };
         return Some(());
@@ -35,7 +35,7 @@ pub(crate) unsafe fn gemm_tn_f32(
     c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), scale: f32, accumulate: bool, tasks: usize,
 ) -> Option<()> {
     #[cfg(target_arch = "x86_64")]
-    if m > 0 && k > 0 && n > 0 && a.len() >= k * m && b.len() >= k * n && std::arch::is_x86_feature_detected!("avx512f") {
+    if runs((m, k, n)) && a.len() >= k * m && b.len() >= k * n {
         // SAFETY: AVX-512F is present; the caller guarantees `c`, the slices' sizes are checked.
         unsafe { avx512::gemm_tn(c, a, b, (m, k, n), scale, accumulate, tasks) };
         return Some(());
@@ -52,7 +52,7 @@ pub(crate) unsafe fn gemm_tn_f32(
 /// `c` must be valid for `m * n` writes and overlap neither input.
 pub(crate) unsafe fn gemm_nt_f32(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) -> Option<()> {
     #[cfg(target_arch = "x86_64")]
-    if m > 0 && k > 0 && n > 0 && a.len() >= m * k && b.len() >= n * k && std::arch::is_x86_feature_detected!("avx512f") {
+    if runs((m, k, n)) && a.len() >= m * k && b.len() >= n * k {
         // SAFETY: AVX-512F is present; the caller guarantees `c`, the slices' sizes are checked.
         unsafe { avx512::gemm_nt(c, a, b, (m, k, n), tasks) };
         return Some(());
@@ -61,8 +61,15 @@ pub(crate) unsafe fn gemm_nt_f32(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (
     None
 }
 
+/// Whether these kernels run for an `(m, k, n)` product on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn runs((m, k, n): (usize, usize, usize)) -> bool {
+    m > 0 && k > 0 && n > 0 && std::arch::is_x86_feature_detected!("avx512f")
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::Disjoint;
     use std::arch::x86_64::*;
 
     /// Rows and columns of one register tile: 8 x 48 accumulators (24 of the 32 zmm registers).
@@ -97,20 +104,8 @@ mod avx512 {
         }
     }
 
-    struct SendPtr(*mut f32);
-    // SAFETY: each task writes a disjoint column range of `c`.
-    unsafe impl Send for SendPtr {}
-    unsafe impl Sync for SendPtr {}
-
-    impl SendPtr {
-        /// Through a method, so that closures capture the wrapper (Sync), not its raw field.
-        fn at(&self, offset: usize) -> *mut f32 {
-            self.0.wrapping_add(offset)
-        }
-    }
-
     pub(super) unsafe fn gemm(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) {
-        let c = SendPtr(c);
+        let c = Disjoint(c);
         split_columns(n.div_ceil(NR), tasks, |panels| {
             for p0 in (0..k).step_by(KC) {
                 let kc = (k - p0).min(KC);
@@ -157,7 +152,7 @@ mod avx512 {
             scaled = b[..k * n].iter().map(|v| v * scale).collect();
             &scaled
         };
-        let c = SendPtr(c);
+        let c = Disjoint(c);
         split_columns(m.div_ceil(MR), tasks, |row_tiles| {
             for i in row_tiles.map(|t| t * MR) {
                 for panel in 0..n.div_ceil(NR) {
@@ -198,7 +193,7 @@ mod avx512 {
     }
 
     pub(super) unsafe fn gemm_nt(c: *mut f32, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tasks: usize) {
-        let c = SendPtr(c);
+        let c = Disjoint(c);
         split_columns(n.div_ceil(NT_COLS), tasks, |blocks| {
             for j in blocks.map(|block| block * NT_COLS) {
                 for i in (0..m).step_by(NT_ROWS) {

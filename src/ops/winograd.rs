@@ -8,7 +8,7 @@
 //! `Gᵀ (V[ξ]ᵀ @ (A dY Aᵀ)[ξ]) G` from the input tiles kept by the training forward pass.
 
 use super::linear::{gemm_raw, uninit, Order, Threads};
-use super::{Elem, Window};
+use super::{Disjoint, Elem, Window};
 use rayon::prelude::*;
 
 /// Input and output channels from which the transforms' memory traffic pays for itself (measured
@@ -88,27 +88,34 @@ fn at_rows<T: Elem>(m0: &Lanes<T>, m1: &Lanes<T>, m2: &Lanes<T>, m3: &Lanes<T>) 
 
 /// The 16 transformed kernels `U[ξ] = G g Gᵀ` of a Keras kernel `(3, 3, c, f)`, each `(c x f)`.
 pub(crate) fn kernel_transform<T: Elem>(g: &[T], c: usize, f: usize) -> Vec<T> {
-    const BLOCK: usize = 4096;
     let cf = c * f;
     // SAFETY: every (ξ, entry) is written below.
     let mut u = uninit(16 * cf, |_: *mut T| ());
     let out = Disjoint(u.as_mut_ptr());
-    (0..cf.div_ceil(BLOCK)).into_par_iter().for_each(|block| {
-        let end = cf.min((block + 1) * BLOCK);
-        for e in (block * BLOCK..end).step_by(LANES) {
-            let w = LANES.min(end - e);
-            let tap: [Lanes<T>; 9] = std::array::from_fn(|ij| load(g, ij * cf + e, w));
-            // G g column by column, then each row of that times Gᵀ.
-            let columns: [[Lanes<T>; 4]; 3] = std::array::from_fn(|j| g_rows(&tap[j], &tap[3 + j], &tap[6 + j]));
-            for a in 0..4 {
-                for (b, v) in g_rows(&columns[0][a], &columns[1][a], &columns[2][a]).iter().enumerate() {
-                    // SAFETY: entries `e..e+w` of slice ξ = 4a + b belong to this block alone.
-                    unsafe { store(out.at((a * 4 + b) * cf + e), v, w) };
-                }
+    for_each_lanes(cf, |e, w| {
+        let tap: [Lanes<T>; 9] = std::array::from_fn(|ij| load(g, ij * cf + e, w));
+        // G g column by column, then each row of that times Gᵀ.
+        let columns: [[Lanes<T>; 4]; 3] = std::array::from_fn(|j| g_rows(&tap[j], &tap[3 + j], &tap[6 + j]));
+        for a in 0..4 {
+            for (b, v) in g_rows(&columns[0][a], &columns[1][a], &columns[2][a]).iter().enumerate() {
+                // SAFETY: entries `e..e+w` of slice ξ = 4a + b are this call's alone.
+                unsafe { store(out.at((a * 4 + b) * cf + e), v, w) };
             }
         }
     });
     u
+}
+
+/// Runs `f(e, w)` for every group of `w <= LANES` consecutive entries `e..e+w` of `0..len`, in
+/// parallel blocks: the kernel transforms, which treat every (input, output) channel pair alike.
+fn for_each_lanes(len: usize, f: impl Fn(usize, usize) + Sync) {
+    const BLOCK: usize = 4096;
+    (0..len.div_ceil(BLOCK)).into_par_iter().for_each(|block| {
+        let end = len.min((block + 1) * BLOCK);
+        for e in (block * BLOCK..end).step_by(LANES) {
+            f(e, LANES.min(end - e));
+        }
+    });
 }
 
 /// The correlation `y[p, q] = Σ_ij x[p + i - pad_top, q + j - pad_left] · g[i, j]` of an NHWC batch
@@ -164,7 +171,6 @@ pub(crate) fn backward<T: Elem>(dy: &[T], v: &[T], n: usize, win: Window, c: usi
 
 /// `dg = Gᵀ dU G` for the 16 `(c x f)` slices of `du`: the gradient of [`kernel_transform`]'s input.
 fn kernel_transform_adjoint<T: Elem>(du: &[T], c: usize, f: usize) -> Vec<T> {
-    const BLOCK: usize = 4096;
     let cf = c * f;
     let half = T::from(0.5).unwrap();
     // Gᵀ = [[1, ½, ½, 0], [0, ½, -½, 0], [0, ½, ½, 1]] applied to four rows.
@@ -174,25 +180,27 @@ fn kernel_transform_adjoint<T: Elem>(du: &[T], c: usize, f: usize) -> Vec<T> {
     // SAFETY: every (tap, entry) is written below.
     let mut g = uninit(9 * cf, |_: *mut T| ());
     let out = Disjoint(g.as_mut_ptr());
-    (0..cf.div_ceil(BLOCK)).into_par_iter().for_each(|block| {
-        let end = cf.min((block + 1) * BLOCK);
-        for e in (block * BLOCK..end).step_by(LANES) {
-            let w = LANES.min(end - e);
-            let du: [Lanes<T>; 16] = std::array::from_fn(|ab| load(du, ab * cf + e, w));
-            let columns: [[Lanes<T>; 3]; 4] = std::array::from_fn(|b| gt_rows(&du[b], &du[4 + b], &du[8 + b], &du[12 + b]));
-            for i in 0..3 {
-                for (j, v) in gt_rows(&columns[0][i], &columns[1][i], &columns[2][i], &columns[3][i]).iter().enumerate() {
-                    // SAFETY: entries `e..e+w` of tap (i, j) belong to this block alone.
-                    unsafe { store(out.at((i * 3 + j) * cf + e), v, w) };
-                }
+    for_each_lanes(cf, |e, w| {
+        let du: [Lanes<T>; 16] = std::array::from_fn(|ab| load(du, ab * cf + e, w));
+        let columns: [[Lanes<T>; 3]; 4] = std::array::from_fn(|b| gt_rows(&du[b], &du[4 + b], &du[8 + b], &du[12 + b]));
+        for i in 0..3 {
+            for (j, v) in gt_rows(&columns[0][i], &columns[1][i], &columns[2][i], &columns[3][i]).iter().enumerate() {
+                // SAFETY: entries `e..e+w` of tap (i, j) are this call's alone.
+                unsafe { store(out.at((i * 3 + j) * cf + e), v, w) };
             }
         }
     });
     g
 }
 
+/// Rows and columns of 2x2 output tiles per image (the last one partial at an odd edge).
+fn tile_grid(win: Window) -> (usize, usize) {
+    (win.out_h.div_ceil(2), win.out_w.div_ceil(2))
+}
+
 pub(crate) fn tiles_per_image(win: Window) -> usize {
-    win.out_h.div_ceil(2) * win.out_w.div_ceil(2)
+    let (tiles_h, tiles_w) = tile_grid(win);
+    tiles_h * tiles_w
 }
 
 /// Images per chunk, so that a chunk's transformed tiles and products stay near `CHUNK_ENTRIES`.
@@ -217,7 +225,7 @@ fn products<T: Elem>(v: &[T], u: &[T], (tiles, k, width): (usize, usize, usize),
 /// `V[ξ] (tiles x c)` for every 4x4 input tile of the images in `x`, ξ-major: each of the 16
 /// slices is one GEMM's left operand.
 fn input_transform<T: Elem>(x: &[T], win: Window, c: usize, tiles: usize) -> Vec<T> {
-    let (tiles_h, tiles_w) = (win.out_h.div_ceil(2), win.out_w.div_ceil(2));
+    let (tiles_h, tiles_w) = tile_grid(win);
     let image = win.in_h * win.in_w * c;
     let zeros = vec![T::zero(); c];
     // SAFETY: every (ξ, tile, channel) entry is written below.
@@ -253,7 +261,7 @@ fn input_transform<T: Elem>(x: &[T], win: Window, c: usize, tiles: usize) -> Vec
 /// `Y = Aᵀ M A` for every tile, into the NHWC outputs `y` of the chunk's images; Aᵀ = [[1, 1, 1, 0],
 /// [0, 1, -1, -1]]. A tile's second row or column is dropped where it falls outside an odd output.
 fn output_transform<T: Elem>(m: &[T], win: Window, f: usize, tiles: usize, y: &mut [T]) {
-    let (tiles_h, tiles_w) = (win.out_h.div_ceil(2), win.out_w.div_ceil(2));
+    let (tiles_h, tiles_w) = tile_grid(win);
     let image = win.out_h * win.out_w * f;
     y.par_chunks_mut(image).enumerate().for_each(|(img, y)| {
         for th in 0..tiles_h {
@@ -283,7 +291,7 @@ fn output_transform<T: Elem>(m: &[T], win: Window, f: usize, tiles: usize, y: &m
 /// `A dY Aᵀ` (A = [[1, 0], [1, 1], [1, -1], [0, -1]]) for every 2x2 block of the output gradient
 /// (zeros past an odd edge), ξ-major like [`input_transform`]'s tiles.
 fn gradient_transform<T: Elem>(dy: &[T], win: Window, f: usize, tiles: usize) -> Vec<T> {
-    let (tiles_h, tiles_w) = (win.out_h.div_ceil(2), win.out_w.div_ceil(2));
+    let (tiles_h, tiles_w) = tile_grid(win);
     let image = win.out_h * win.out_w * f;
     let zeros = vec![T::zero(); f];
     let a_rows = |y0: &Lanes<T>, y1: &Lanes<T>| -> [Lanes<T>; 4] { [*y0, lanes(|l| y0[l] + y1[l]), lanes(|l| y0[l] - y1[l]), lanes(|l| -y1[l])] };
@@ -317,7 +325,7 @@ fn gradient_transform<T: Elem>(dy: &[T], win: Window, f: usize, tiles: usize) ->
 /// into the 4x4 input patch it came from (patches overlap; padding positions are dropped). One task
 /// per image, so overlapping patches never race.
 fn scatter_transform<T: Elem>(m: &[T], win: Window, c: usize, tiles: usize, dx: &mut [T]) {
-    let (tiles_h, tiles_w) = (win.out_h.div_ceil(2), win.out_w.div_ceil(2));
+    let (tiles_h, tiles_w) = tile_grid(win);
     let b_rows = |m0: &Lanes<T>, m1: &Lanes<T>, m2: &Lanes<T>, m3: &Lanes<T>| -> [Lanes<T>; 4] {
         [*m0, lanes(|l| m1[l] - m2[l] + m3[l]), lanes(|l| m1[l] + m2[l] - m0[l]), lanes(|l| -m3[l])]
     };
@@ -346,19 +354,6 @@ fn scatter_transform<T: Elem>(m: &[T], win: Window, c: usize, tiles: usize, dx: 
             }
         }
     });
-}
-
-/// Where parallel tasks write a buffer's entries, each index from one task only.
-struct Disjoint<T>(*mut T);
-
-// SAFETY: tasks only write through it, at indices no other task writes (see `write`).
-unsafe impl<T: Send> Sync for Disjoint<T> {}
-
-impl<T> Disjoint<T> {
-    /// Where entry `i` goes (through a method, so that closures capture the Sync wrapper).
-    fn at(&self, i: usize) -> *mut T {
-        self.0.wrapping_add(i)
-    }
 }
 
 #[cfg(test)]
