@@ -4,7 +4,7 @@
 //! Each check takes a function `f` of some variables (the input and the layer's weights), forms
 //! the scalar `s = sum(f() * r)` with a fixed standard normal `r`, and compares `ds/dv` from the
 //! backward pass under test (a layer's `backward` given `r` as its output gradient, the loss
-//! gradient the model starts from, or `Sequential::gradients`) with `(s(v + h) - s(v - h)) / 2h`
+//! gradient the model starts from, or `Model::gradients`) with `(s(v + h) - s(v - h)) / 2h`
 //! for every element of every variable. Inputs are placed away from kinks (ReLU/ELU/SELU at 0, |x| at 0,
 //! max-pool ties) so that the finite difference is the derivative; the behaviour exactly at the
 //! kinks, where TensorFlow picks a subgradient, is pinned by separate tests.
@@ -12,7 +12,7 @@
 use crate::activations::Activation;
 use crate::layers::{build, Layer, Saved};
 use crate::losses::{loss_and_gradient, Loss};
-use crate::model::Sequential;
+use crate::model::Model;
 use crate::ops::conv::{with_path, Path};
 use crate::ops::im2col::{col2im, im2col};
 use crate::ops::unary::{unary_backward, Unary};
@@ -90,7 +90,7 @@ static SEED_LOCK: Mutex<()> = Mutex::new(());
 fn layer_with(class: &str, config: Value, input_shape: &[usize], seed: u64, dtype: DType) -> Box<dyn Layer> {
     let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     rng::set_seed(seed);
-    build(class, &config, input_shape, dtype).unwrap_or_else(|e| panic!("building {class} {config}: {e}"))
+    build(class, &config, &[input_shape.to_vec()], dtype).unwrap_or_else(|e| panic!("building {class} {config}: {e}"))
 }
 
 fn layer(class: &str, config: Value, input_shape: &[usize], seed: u64) -> Box<dyn Layer> {
@@ -102,27 +102,35 @@ fn random_bias() -> Value {
     json!({"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.5}})
 }
 
-/// The variables of a layer check: the input, then the layer's weights in Keras order.
-fn with_weights<'a>(x: &'a Var, l: &'a dyn Layer) -> Vec<(&'static str, &'a Var)> {
-    let names = ["kernel", "bias"];
-    std::iter::once(("input", x)).chain(l.weights().into_iter().enumerate().map(|(i, w)| (names[i], w))).collect()
+/// The variables of a layer check: the inputs, then the layer's trainable weights in Keras order.
+fn with_weights<'a>(xs: &[&'a Var], l: &'a dyn Layer) -> Vec<(&'static str, &'a Var)> {
+    const INPUTS: [&str; 4] = ["input 0", "input 1", "input 2", "input 3"];
+    let names = l.weight_names();
+    let inputs = xs.iter().enumerate().map(|(i, x)| (INPUTS[i], *x));
+    inputs.chain(l.weights().into_iter().enumerate().map(|(i, w)| (names[i], w))).collect()
 }
 
-/// A layer's training backward pass given the output gradient `r`: the input's gradient, then
+/// A layer's training backward pass given the output gradient `r`: the inputs' gradients, then
 /// the weights'.
-fn layer_backward(l: &dyn Layer, x: &Tensor, r: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let (output, extra) = l.forward_train(x, true)?;
-    let saved = Saved { input: x.clone(), output, activated: true, extra };
-    let g = l.backward(&saved, r, true)?;
-    let weights = g.weights.iter().zip(l.weights()).map(|(g, w)| g.value(w.as_tensor()).map(Some));
-    std::iter::once(Ok(g.input)).chain(weights).collect()
+pub(crate) fn layer_backward(l: &dyn Layer, xs: &[Tensor], r: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (output, extra) = l.forward_train(xs, true)?;
+    let saved = Saved { inputs: xs.to_vec(), output, activated: true, extra };
+    let g = l.backward(&saved, r, &vec![true; xs.len()])?;
+    let weights = g.weights.iter().zip(l.weights()).map(|(g, w)| Ok(Some(g.value(w.as_tensor())?)));
+    g.inputs.into_iter().map(Ok).chain(weights).collect()
 }
 
 /// Checks a layer's training pass (`forward_train`, `backward`) on input `x`.
 fn check_layer(what: &str, l: &dyn Layer, x: &Var) {
-    let vars = with_weights(x, l);
-    let f = || Ok(l.forward_train(x.as_tensor(), true)?.0);
-    assert_gradients_match(what, &vars, f, |r| layer_backward(l, x.as_tensor(), r));
+    check_layer_inputs(what, l, &[x]);
+}
+
+/// Checks a layer's training pass on several inputs (the merging layers).
+pub(crate) fn check_layer_inputs(what: &str, l: &dyn Layer, xs: &[&Var]) {
+    let vars = with_weights(xs, l);
+    let tensors = || xs.iter().map(|x| x.as_tensor().clone()).collect::<Vec<_>>();
+    let f = || Ok(l.forward_train(&tensors(), true)?.0);
+    assert_gradients_match(what, &vars, f, |r| layer_backward(l, &tensors(), r));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,9 +333,9 @@ fn conv2d_paths_agree_in_f32_on_a_tutorial_sized_layer() {
     let r = tensor(normal(9 * 12 * 12 * 32, 43), &[9, 12, 12, 32]).to_dtype(DType::F32).unwrap();
     let run = |path: Path| -> Vec<Vec<f64>> {
         with_path(path, || {
-            let y = l.forward(&x).unwrap();
+            let y = l.forward(std::slice::from_ref(&x)).unwrap();
             let mut all = vec![values(&y)];
-            all.extend(layer_backward(l.as_ref(), &x, &r).unwrap().iter().map(|g| values(g.as_ref().unwrap())));
+            all.extend(layer_backward(l.as_ref(), std::slice::from_ref(&x), &r).unwrap().iter().map(|g| values(g.as_ref().unwrap())));
             all
         })
     };
@@ -435,7 +443,7 @@ fn max_pooling2d_same_padding_never_wins_over_negative_inputs() {
     let l = layer("MaxPooling2D", json!({"pool_size": 3, "strides": 2, "padding": "same"}), &[5, 5, 1], 0);
     let data: Vec<f64> = distinct(25, 3).into_iter().map(|v| v - 10.0).collect();
     let x = var(data, &[1, 5, 5, 1]);
-    let y = l.forward(x.as_tensor()).unwrap();
+    let y = l.forward(&[x.as_tensor().clone()]).unwrap();
     assert!(values(&y).iter().all(|v| *v < -5.0), "padding leaked into the maximum: {:?}", values(&y));
     check_layer("MaxPooling2D same on negative inputs", l.as_ref(), &x);
 }
@@ -454,11 +462,11 @@ fn max_pooling2d_with_ties_sends_the_whole_gradient_to_the_first_maximum_as_tens
     let data: Vec<f64> = ch0.iter().zip(&ch1).flat_map(|(a, b)| [*a, *b]).collect();
     let x = var(data, &[1, 2, 4, 2]);
     let l = layer("MaxPooling2D", json!({"pool_size": 2}), &[2, 4, 2], 0);
-    let y = l.forward(x.as_tensor()).unwrap();
+    let y = l.forward(&[x.as_tensor().clone()]).unwrap();
     assert_eq!(values(&y), [5.0, 9.0, 7.0, 6.0]);
     // Output gradient g = [g(w0,c0), g(w0,c1), g(w1,c0), g(w1,c1)].
     let g = [0.5, -1.5, 2.0, 3.0];
-    let grads = layer_backward(l.as_ref(), x.as_tensor(), &tensor(g.to_vec(), &[1, 1, 2, 2])).unwrap();
+    let grads = layer_backward(l.as_ref(), &[x.as_tensor().clone()], &tensor(g.to_vec(), &[1, 1, 2, 2])).unwrap();
     let dx = values(grads[0].as_ref().unwrap());
     let mut expected = vec![0.0; 16];
     let idx = |row: usize, col: usize, ch: usize| (row * 4 + col) * 2 + ch;
@@ -517,18 +525,18 @@ fn fresh_dropout() -> Box<dyn Layer> {
 #[test]
 fn dropout_training_with_a_fixed_seed_gradients_match_finite_differences() {
     let x = var(away_from_zero(24, 6, 0.1), &DROPOUT_SHAPE);
-    let train = || fresh_dropout().forward_train(x.as_tensor(), true).map(|(y, _)| y);
+    let train = || fresh_dropout().forward_train(&[x.as_tensor().clone()], true).map(|(y, _)| y);
     assert_eq!(values(&train().unwrap()), values(&train().unwrap()), "a seeded Dropout must draw the same mask when rebuilt");
     let what = "Dropout(0.5, seed) training";
-    assert_gradients_match(what, &[("input", &x)], train, |r| layer_backward(fresh_dropout().as_ref(), x.as_tensor(), r));
+    assert_gradients_match(what, &[("input", &x)], train, |r| layer_backward(fresh_dropout().as_ref(), &[x.as_tensor().clone()], r));
 }
 
 #[test]
 fn dropout_training_gradient_is_the_mask_times_one_over_keep_probability() {
     let x = var(away_from_zero(24, 6, 0.1), &DROPOUT_SHAPE);
     let r = normal(24, 7);
-    let y = fresh_dropout().forward_train(x.as_tensor(), true).unwrap().0;
-    let grads = layer_backward(fresh_dropout().as_ref(), x.as_tensor(), &tensor(r.clone(), &DROPOUT_SHAPE)).unwrap();
+    let y = fresh_dropout().forward_train(&[x.as_tensor().clone()], true).unwrap().0;
+    let grads = layer_backward(fresh_dropout().as_ref(), &[x.as_tensor().clone()], &tensor(r.clone(), &DROPOUT_SHAPE)).unwrap();
     let dx = values(grads[0].as_ref().unwrap());
     let mask: Vec<f64> = values(&y).iter().zip(values(x.as_tensor())).map(|(y, x)| y / x).collect();
     assert!(mask.iter().all(|m| *m == 0.0 || *m == 2.0), "rate 0.5 keeps with scale 2: {mask:?}");
@@ -540,7 +548,7 @@ fn dropout_training_gradient_is_the_mask_times_one_over_keep_probability() {
 #[test]
 fn dropout_at_inference_is_the_identity() {
     let x = var(normal(24, 8), &DROPOUT_SHAPE);
-    assert_eq!(values(&fresh_dropout().forward(x.as_tensor()).unwrap()), values(x.as_tensor()));
+    assert_eq!(values(&fresh_dropout().forward(&[x.as_tensor().clone()]).unwrap()), values(x.as_tensor()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -749,14 +757,14 @@ fn mean_absolute_error_gradient_at_zero_error_is_zero_as_in_tensorflow() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Whole models: `Sequential::gradients`, the pass `fit` trains with
+// Whole models: `Model::gradients`, the pass `fit` trains with
 // ---------------------------------------------------------------------------------------------
 
-/// A compiled `Sequential` in `dtype` with weights drawn right after `rng::set_seed(seed)`.
-fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype: DType) -> Sequential {
+/// A compiled `Model` in `dtype` with weights drawn right after `rng::set_seed(seed)`.
+fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype: DType) -> Model {
     let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     rng::set_seed(seed);
-    let mut m = Sequential::with_dtype("check", input, dtype).unwrap();
+    let mut m = Model::with_dtype("check", input, dtype).unwrap();
     for (class, cfg) in layers {
         m.add(class, cfg).unwrap_or_else(|e| panic!("adding {class} {cfg}: {e}"));
     }
@@ -765,7 +773,7 @@ fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype
 }
 
 /// Conv2D(relu) -> MaxPooling2D -> Flatten -> Dense(softmax), trained with cross-entropy.
-fn small_cnn(dtype: DType) -> Sequential {
+fn small_cnn(dtype: DType) -> Model {
     let conv = json!({"filters": 3, "kernel_size": 3, "activation": "relu",
                       "bias_initializer": {"class_name": "RandomNormal", "config": {"stddev": 0.1}}});
     let dense = json!({"units": 4, "activation": "softmax", "bias_initializer": random_bias()});
@@ -774,13 +782,13 @@ fn small_cnn(dtype: DType) -> Sequential {
 }
 
 /// Checks the gradient of the batch-mean training loss for every weight of `m`.
-fn check_model(what: &str, m: &Sequential, x: &Tensor, y: &Tensor) {
+fn check_model(what: &str, m: &Model, x: &Tensor, y: &Tensor) {
     let weights = m.weights();
     let names: Vec<String> = (0..weights.len()).map(|i| format!("weight {i}")).collect();
     let vars: Vec<(&str, &Var)> = names.iter().map(String::as_str).zip(weights).collect();
-    let f = || Ok(m.gradients(x, y)?.0);
+    let f = || Ok(m.gradients(std::slice::from_ref(x), y)?.0);
     assert_gradients_match(what, &vars, f, |r| {
-        Ok(m.gradients(x, y)?.2.into_iter().map(|g| g.broadcast_mul(r).map(Some)).collect::<candle_core::Result<_>>()?)
+        Ok(m.gradients(std::slice::from_ref(x), y)?.2.into_iter().map(|g| g.broadcast_mul(r).map(Some)).collect::<candle_core::Result<_>>()?)
     });
 }
 
@@ -818,7 +826,7 @@ fn f32_kernels_give_the_gradients_of_the_f64_ones() {
         let m = small_cnn(dtype);
         let x = tensor(normal(144, 34), &[2, 6, 6, 2]).to_dtype(DType::F32).unwrap().to_dtype(dtype).unwrap();
         let y = one_hot(&[1, 3], 4).to_dtype(dtype).unwrap();
-        m.gradients(&x, &y).unwrap().2.iter().map(values).collect()
+        m.gradients(std::slice::from_ref(&x), &y).unwrap().2.iter().map(values).collect()
     };
     let (g32, g64) = (grads(DType::F32), grads(DType::F64));
     for (k, (a, b)) in g32.iter().zip(&g64).enumerate() {

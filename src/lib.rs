@@ -13,6 +13,7 @@ pub mod losses;
 pub mod metrics;
 pub mod optimizers;
 pub mod data;
+pub mod graph;
 pub mod model;
 pub mod saving;
 pub mod training;

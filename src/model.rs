@@ -1,15 +1,17 @@
-//! `Sequential`: a stack of layers, its compile configuration, and the one training step
-//! (forward -> loss -> backward -> optimizer step -> metrics).
+//! `Model`: a layer graph (`crate::graph`), its compile configuration, and the one training step
+//! (forward -> loss -> backward -> optimizer step -> metrics). Sequential and functional models are
+//! the same type; a Sequential is a chain.
 
 use crate::activations::Activation;
 use crate::error::keras_shape;
-use crate::layers::{self, Grad, Layer, Saved};
-use crate::losses::loss_and_gradient;
-use crate::losses::Loss;
+use crate::graph::Graph;
+use crate::layers::{Grad, Layer, Saved};
+use crate::losses::{loss_and_gradient, Loss};
 use crate::metrics::Metric;
 use crate::optimizers::Optimizer;
-use crate::{Error, Result};
+use crate::{rng, Error, Result};
 use candle_core::{DType, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 /// What `compile` sets.
@@ -19,53 +21,100 @@ pub struct Compiled {
     pub optimizer: Optimizer,
 }
 
-pub struct Sequential {
+pub struct Model {
     pub name: String,
-    input_shape: Vec<usize>,
-    layers: Vec<Box<dyn Layer>>,
+    graph: Graph,
     compiled: Option<Compiled>,
     dtype: DType,
+    /// The model's own shuffle stream, saved with it, so that a resumed `fit` shuffles as the
+    /// uninterrupted one and other models never change its order.
+    pub shuffle_rng: ChaCha8Rng,
 }
 
-/// Inference runs large batches in slices whose largest layer output has about this many elements
+/// Inference runs large batches in slices whose largest tensor has about this many elements
 /// (8 MB of f32): a predict batch of 256 then page-faults 12x less memory (measured: 307k -> 25k
 /// faults over 24 calls) and its peak memory no longer grows with the batch, at the same speed.
 const INFERENCE_SLICE_ELEMENTS: usize = 2 << 20;
 
-/// The training pass: forward through every layer keeping what `backward` needs, the loss and its
-/// gradient, then the layers in reverse, handing each layer's weight gradients to `on_layer` (last
-/// layer first) and freeing its record (and its large buffers) right after. Returns the batch-mean
-/// loss and the output.
+/// Adds `g` into the gradient slot of a tensor (a tensor read by several calls sums their gradients).
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(acc) => acc.add(&g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+/// The training pass: every call forward keeping what its `backward` needs, the loss and its
+/// gradient, then the calls in reverse, summing gradients where a tensor feeds several calls and
+/// freeing each call's record (and its large buffers) right after it is used. Each trainable
+/// layer's weight gradients go to `on_layer` as soon as they are complete (a layer called several
+/// times: after its last call in the reverse walk, summed). Returns the batch-mean loss and the
+/// output.
 fn backward_pass(
-    layers: &[Box<dyn Layer>],
+    g: &Graph,
     loss: Loss,
-    x: &Tensor,
+    xs: &[Tensor],
     y: &Tensor,
     mut on_layer: impl FnMut(usize, Vec<Grad>) -> Result<()>,
 ) -> Result<(Tensor, Tensor)> {
-    let count = layers.len();
-    let mut saved = Vec::with_capacity(count);
-    let mut h = x.clone();
-    for (i, layer) in layers.iter().enumerate() {
-        // The last layer stops before its activation: the loss starts from its logits.
-        let activated = i + 1 < count;
-        let (out, extra) = layer.forward_train(&h, activated)?;
-        saved.push(Saved { input: h, output: out.clone(), activated, extra });
-        h = out;
+    let mut values: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
+    for (i, x) in xs.iter().enumerate() {
+        values[i] = Some(x.clone());
     }
-    let act = layers.last().map(|l| l.activation()).unwrap_or(Activation::Linear);
-    let (value, out, mut grad) = loss_and_gradient(loss, y, &h, act)?;
-    // Layers below the first one with weights need no gradient at all (a Flatten or Dropout in
-    // front): the walk stops there, and that layer computes no input gradient.
-    let first_trainable = layers.iter().position(|l| !l.weights().is_empty()).unwrap_or(count);
-    while saved.len() > first_trainable {
-        let s = saved.pop().expect("checked by the loop condition");
-        let i = saved.len();
-        let g = layers[i].backward(&s, &grad, i > first_trainable)?;
+    let mut saved: Vec<Option<Saved>> = Vec::with_capacity(g.nodes.len());
+    for n in &g.nodes {
+        let inputs: Vec<Tensor> = n.inputs.iter().map(|&t| values[t].clone().expect("topological order")).collect();
+        // The call giving the model's output stops before its activation: the loss starts from its
+        // logits.
+        let activated = n.output != g.output;
+        let (out, extra) = g.layers[n.layer].forward_train(&inputs, activated)?;
+        values[n.output] = Some(out.clone());
+        saved.push(Some(Saved { inputs, output: out, activated, extra }));
+    }
+    let pre = values[g.output].take().unwrap_or_else(|| xs[0].clone());
+    drop(values);
+    let act = g.output_activation();
+    let (value, out, grad) = loss_and_gradient(loss, y, &pre, act)?;
+    let mut grads: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
+    grads[g.output] = Some(grad);
+    let mut pending: Vec<Option<Vec<Grad>>> = (0..g.layers.len()).map(|_| None).collect();
+    let mut remaining = g.calls.clone();
+    for (i, n) in g.nodes.iter().enumerate().rev() {
+        let record = saved[i].take();
+        // No trainable weight at or before this call: nothing below needs a gradient.
+        if !g.needs_grad[n.output] {
+            continue;
+        }
+        let (Some(s), Some(grad)) = (record, grads[n.output].take()) else { continue };
+        let layer = &g.layers[n.layer];
+        let want: Vec<bool> = n.inputs.iter().map(|&t| g.needs_grad[t]).collect();
+        let got = layer.backward(&s, &grad, &want)?;
         drop(s);
-        on_layer(i, g.weights)?;
-        if i > first_trainable {
-            grad = g.input.ok_or_else(|| Error::Runtime(format!("layer {} returned no input gradient", layers[i].name())))?;
+        for ((&t, gi), &w) in n.inputs.iter().zip(got.inputs).zip(&want) {
+            match gi {
+                Some(gi) if w => accumulate(&mut grads[t], gi)?,
+                None if w => {
+                    return Err(Error::Runtime(format!("layer {} returned no input gradient", layer.name())));
+                }
+                _ => {}
+            }
+        }
+        if !layer.trainable() || got.weights.is_empty() {
+            continue;
+        }
+        remaining[n.layer] -= 1;
+        let total = match pending[n.layer].take() {
+            None => got.weights,
+            Some(acc) => {
+                let vars = layer.weights();
+                acc.into_iter().zip(&got.weights).zip(vars).map(|((a, b), v)| a.add(b, v.as_tensor())).collect::<candle_core::Result<_>>()?
+            }
+        };
+        if remaining[n.layer] == 0 {
+            on_layer(n.layer, total)?;
+        } else {
+            pending[n.layer] = Some(total);
         }
     }
     Ok((value, out))
@@ -74,50 +123,112 @@ fn backward_pass(
 /// Per-batch sums: the loss first, then each metric, in `metrics_names` order.
 pub type StepSums = Vec<f64>;
 
-impl Sequential {
+impl Model {
+    /// An empty Sequential on one input shape.
     pub fn new(name: &str, input_shape: &[usize]) -> Result<Self> {
         Self::with_dtype(name, input_shape, DType::F32)
     }
 
-    /// A model computing in `dtype` (f32 as Keras; f64 for gradient checks).
+    /// A Sequential computing in `dtype` (f32 as Keras; f64 for gradient checks).
     pub fn with_dtype(name: &str, input_shape: &[usize], dtype: DType) -> Result<Self> {
-        if input_shape.is_empty() || input_shape.contains(&0) {
-            return Err(Error::Value(format!(
-                "Invalid input shape {}: every dimension must be a positive integer",
-                keras_shape(input_shape)
-            )));
+        Ok(Self::from_graph(Graph::sequential(name, input_shape)?, dtype))
+    }
+
+    /// A model from Keras's `{"class_name": "Sequential" | "Functional", "config": ...}`.
+    pub fn from_config(config: &Value, dtype: DType) -> Result<Self> {
+        let inner = &config["config"];
+        match config["class_name"].as_str() {
+            Some("Sequential") => {
+                let input_shape: Vec<usize> = serde_json::from_value(inner["input_shape"].clone())
+                    .map_err(|_| Error::Value("Sequential config: no valid 'input_shape'".into()))?;
+                let Some(layers) = inner["layers"].as_array() else {
+                    return crate::value_err!("Sequential config: no 'layers' list");
+                };
+                let mut m = Self::with_dtype(inner["name"].as_str().unwrap_or("sequential"), &input_shape, dtype)?;
+                for l in layers {
+                    m.add(l["class_name"].as_str().unwrap_or("<missing class_name>"), &l["config"])?;
+                }
+                Ok(m)
+            }
+            Some("Functional") | Some("Model") => Ok(Self::from_graph(Graph::functional(config, dtype)?, dtype)),
+            other => crate::value_err!("Unknown model class {other:?}: expected 'Sequential' or 'Functional'"),
         }
-        Ok(Sequential { name: name.into(), input_shape: input_shape.to_vec(), layers: Vec::new(), compiled: None, dtype })
+    }
+
+    fn from_graph(graph: Graph, dtype: DType) -> Self {
+        Model { name: graph.name.clone(), graph, compiled: None, dtype, shuffle_rng: rng::fork() }
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Keras's `{"class_name", "config"}` of the model.
+    pub fn keras_config(&self) -> Value {
+        self.graph.keras_config()
     }
 
     /// Builds the layer on the current output shape; shape errors surface here, as in Keras.
     pub fn add(&mut self, class_name: &str, config: &Value) -> Result<()> {
-        let layer = layers::build(class_name, config, self.output_shape(), self.dtype)?;
-        self.layers.push(layer);
-        Ok(())
+        if !self.graph.sequential {
+            return crate::value_err!("`add` is for Sequential models; model \"{}\" is functional", self.name);
+        }
+        self.graph.add(class_name, config, self.dtype)
     }
 
     pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+        &self.graph.layers
     }
 
     pub fn layer(&self, i: usize) -> Result<&dyn Layer> {
-        self.layers.get(i).map(|l| l.as_ref()).ok_or_else(|| Error::Value(format!("no layer at index {i}")))
+        self.graph.layers.get(i).map(|l| l.as_ref()).ok_or_else(|| Error::Value(format!("no layer at index {i}")))
+    }
+
+    pub fn layer_index(&self, name: &str) -> Result<usize> {
+        self.graph.layer_index(name)
+    }
+
+    /// Keras's `layer.trainable = ...`: frozen layers keep their weights and (BatchNormalization)
+    /// run in inference mode; the optimizer's state is rebuilt for the new set of trained weights.
+    pub fn set_trainable(&mut self, i: usize, trainable: bool) -> Result<()> {
+        let layer = self.graph.layers.get_mut(i).ok_or_else(|| Error::Value(format!("no layer at index {i}")))?;
+        if layer.trainable() != trainable {
+            layer.shapes_mut().trainable = trainable;
+            self.graph.refresh();
+            if let Some(c) = &mut self.compiled {
+                c.optimizer.set_slots(Vec::new(), c.optimizer.iterations);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn input_shapes(&self) -> Vec<&[usize]> {
+        self.graph.inputs.iter().map(|i| i.shape.as_slice()).collect()
     }
 
     pub fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+        &self.graph.inputs[0].shape
     }
 
     pub fn output_shape(&self) -> &[usize] {
-        self.layers.last().map(|l| l.output_shape()).unwrap_or(&self.input_shape)
+        self.graph.output_shape()
     }
 
+    /// The weights gradients train: those of trainable layers, in layer order (the optimizer's).
     pub fn weights(&self) -> Vec<&Var> {
-        self.layers.iter().flat_map(|l| l.weights()).collect()
+        self.graph.layers.iter().filter(|l| l.trainable()).flat_map(|l| l.weights()).collect()
+    }
+
+    /// Every variable of every layer, `get_weights()` order.
+    pub fn all_weights(&self) -> Vec<&Var> {
+        self.graph.layers.iter().flat_map(|l| l.weights().into_iter().chain(l.state())).collect()
     }
 
     pub fn count_params(&self) -> usize {
+        self.all_weights().iter().map(|w| w.elem_count()).sum()
+    }
+
+    pub fn trainable_count(&self) -> usize {
         self.weights().iter().map(|w| w.elem_count()).sum()
     }
 
@@ -150,17 +261,31 @@ impl Sequential {
         names
     }
 
-    /// Checks a batch's per-sample shape against the first layer's expectation.
-    pub fn check_input(&self, sample_shape: &[usize]) -> Result<()> {
-        if sample_shape == self.input_shape.as_slice() {
-            return Ok(());
+    /// Checks the per-sample shapes of a batch's inputs against the model's inputs.
+    pub fn check_inputs(&self, sample_shapes: &[&[usize]]) -> Result<()> {
+        let inputs = &self.graph.inputs;
+        if sample_shapes.len() != inputs.len() {
+            return crate::value_err!(
+                "Model \"{}\" expects {} input(s), but it received {} input arrays",
+                self.name,
+                inputs.len(),
+                sample_shapes.len()
+            );
         }
-        let layer = self.layers.first().map(|l| l.name()).unwrap_or(&self.name);
-        Err(Error::Value(format!(
-            "Input 0 of layer \"{layer}\" is incompatible with the layer: expected shape={}, found shape={}",
-            keras_shape(&self.input_shape),
-            keras_shape(sample_shape)
-        )))
+        for (i, (input, shape)) in inputs.iter().zip(sample_shapes).enumerate() {
+            if input.shape.as_slice() != *shape {
+                let layer = match (self.graph.sequential, self.graph.layers.first()) {
+                    (true, Some(l)) => l.name(),
+                    _ => &input.name,
+                };
+                return crate::value_err!(
+                    "Input {i} of layer \"{layer}\" is incompatible with the layer: expected shape={}, found shape={}",
+                    keras_shape(&input.shape),
+                    keras_shape(shape)
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Checks targets against the model output (and the loss's expectations).
@@ -185,21 +310,22 @@ impl Sequential {
         )))
     }
 
-    /// Inference: the final output, the final layer's pre-activation output, and its activation.
+    /// Inference: the final output, the final call's pre-activation output, and its activation.
     /// Large batches go through the network a slice at a time (samples are independent at
     /// inference), so every intermediate tensor stays small enough to be reused from the heap
     /// instead of being mapped fresh from the OS on every call.
-    fn forward_full(&self, x: &Tensor) -> Result<(Tensor, Tensor, Activation)> {
-        let n = x.dim(0)?;
-        let per_sample = self.layers.iter().map(|l| l.output_shape().iter().product::<usize>()).max().unwrap_or(1);
+    fn forward_full(&self, xs: &[Tensor]) -> Result<(Tensor, Tensor, Activation)> {
+        let n = xs[0].dim(0)?;
+        let per_sample = self.graph.shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap_or(1);
         let slice = (INFERENCE_SLICE_ELEMENTS / per_sample.max(1)).max(1);
         if n <= slice {
-            return self.forward_slice(x);
+            return self.forward_slice(xs);
         }
         let (mut outs, mut pres) = (Vec::new(), Vec::new());
         let mut act = Activation::Linear;
         for start in (0..n).step_by(slice) {
-            let (out, pre, a) = self.forward_slice(&x.narrow(0, start, slice.min(n - start))?)?;
+            let part = xs.iter().map(|x| x.narrow(0, start, slice.min(n - start))).collect::<candle_core::Result<Vec<_>>>()?;
+            let (out, pre, a) = self.forward_slice(&part)?;
             outs.push(out);
             pres.push(pre);
             act = a;
@@ -207,37 +333,65 @@ impl Sequential {
         Ok((Tensor::cat(&outs, 0)?, Tensor::cat(&pres, 0)?, act))
     }
 
-    fn forward_slice(&self, x: &Tensor) -> Result<(Tensor, Tensor, Activation)> {
-        let Some((last, body)) = self.layers.split_last() else {
-            return Ok((x.clone(), x.clone(), Activation::Linear));
-        };
-        let mut h = x.clone();
-        for layer in body {
-            h = layer.forward(&h)?;
+    /// One inference pass; each tensor is freed once its last reader has run.
+    fn forward_slice(&self, xs: &[Tensor]) -> Result<(Tensor, Tensor, Activation)> {
+        let g = &self.graph;
+        if g.nodes.is_empty() {
+            return Ok((xs[0].clone(), xs[0].clone(), Activation::Linear));
         }
-        let pre = last.forward_pre(&h)?;
-        let act = last.activation();
+        let mut readers = vec![0usize; g.shapes.len()];
+        g.nodes.iter().flat_map(|n| &n.inputs).for_each(|&t| readers[t] += 1);
+        let mut values: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
+        for (i, x) in xs.iter().enumerate() {
+            values[i] = Some(x.clone());
+        }
+        for n in &g.nodes {
+            let inputs: Vec<Tensor> = n.inputs.iter().map(|&t| values[t].clone().expect("topological order")).collect();
+            for &t in &n.inputs {
+                readers[t] -= 1;
+                if readers[t] == 0 {
+                    values[t] = None;
+                }
+            }
+            let layer = &g.layers[n.layer];
+            values[n.output] = Some(if n.output == g.output { layer.forward_pre(&inputs)? } else { layer.forward(&inputs)? });
+        }
+        let pre = values[g.output].take().expect("the output is computed");
+        let act = g.output_activation();
         Ok((act.apply(&pre)?, pre, act))
     }
 
-    pub fn predict_batch(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_full(&x.to_dtype(self.dtype)?)?.0)
+    fn cast(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(xs.iter().map(|x| x.to_dtype(self.dtype)).collect::<candle_core::Result<_>>()?)
+    }
+
+    pub fn predict_batch(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(self.forward_full(&self.cast(xs)?)?.0)
     }
 
     /// Forward and backward pass on one batch in training mode (Dropout active): the batch-mean
     /// loss, the output, and the loss's gradient for every weight, in `weights()` order. `y` is the
-    /// validated target (see `target`).
-    pub fn gradients(&self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+    /// validated target (see `target`). Changes no weight (BatchNormalization's moving statistics
+    /// do move, as in any training-mode call).
+    pub fn gradients(&self, xs: &[Tensor], y: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
         let loss = self.require_compiled()?.loss;
-        let mut grads = Vec::new();
-        let (value, out) = backward_pass(&self.layers, loss, &x.to_dtype(self.dtype)?, y, |i, g| {
-            let weights = self.layers[i].weights();
-            let values = g.iter().zip(&weights).map(|(g, w)| g.value(w.as_tensor())).collect::<Result<Vec<_>>>()?;
-            grads.push(values);
+        let mut by_layer: Vec<Option<Vec<Tensor>>> = vec![None; self.graph.layers.len()];
+        let (value, out) = backward_pass(&self.graph, loss, &self.cast(xs)?, y, |i, g| {
+            let weights = self.graph.layers[i].weights();
+            let values = g.iter().zip(&weights).map(|(g, w)| g.value(w.as_tensor())).collect::<candle_core::Result<Vec<_>>>()?;
+            by_layer[i] = Some(values);
             Ok(())
         })?;
-        grads.reverse();
-        Ok((value, out, grads.into_iter().flatten().collect()))
+        let mut grads = Vec::new();
+        for (l, g) in self.graph.layers.iter().zip(by_layer) {
+            if l.trainable() {
+                match g {
+                    Some(g) => grads.extend(g),
+                    None => grads.extend(l.weights().iter().map(|w| w.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?),
+                }
+            }
+        }
+        Ok((value, out, grads))
     }
 
     /// Targets as a tensor shaped like the output (or `(n,)` class indices), validated.
@@ -271,25 +425,27 @@ impl Sequential {
     }
 
     /// One optimisation step on one batch; returns the batch's loss/metric sums. Each layer's
-    /// weights are updated as soon as the backward pass has its gradients (the gradients of the
-    /// layers below never read them), while those gradients are still in cache.
-    pub fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
-        let y = self.target(y, x.dim(0)?)?;
-        let x = x.to_dtype(self.dtype)?;
+    /// weights are updated as soon as the backward pass has their complete gradients (nothing
+    /// later in the walk reads them), while those gradients are still in cache.
+    pub fn train_step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<StepSums> {
+        let y = self.target(y, xs[0].dim(0)?)?;
+        let xs = self.cast(xs)?;
         let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
-        // Index of each layer's first weight in `vars`.
-        let mut first = Vec::with_capacity(self.layers.len());
+        // Index of each trainable layer's first weight in `vars`.
+        let mut first = Vec::with_capacity(self.graph.layers.len());
         let mut count = 0;
-        for layer in &self.layers {
+        for layer in &self.graph.layers {
             first.push(count);
-            count += layer.weights().len();
+            if layer.trainable() {
+                count += layer.weights().len();
+            }
         }
-        let Sequential { layers, compiled, .. } = self;
+        let Model { graph, compiled, .. } = self;
         let compiled = compiled.as_mut().expect("checked by target");
         let optimizer = &mut compiled.optimizer;
         optimizer.prepare(&refs)?;
-        let (loss, out) = backward_pass(layers, compiled.loss, &x, &y, |i, grads| {
+        let (loss, out) = backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
             for (j, g) in grads.iter().enumerate() {
                 optimizer.update(first[i] + j, &vars[first[i] + j], g)?;
             }
@@ -300,28 +456,29 @@ impl Sequential {
     }
 
     /// Loss and metrics on one batch, without training.
-    pub fn test_step(&self, x: &Tensor, y: &Tensor) -> Result<StepSums> {
-        let n = x.dim(0)?;
+    pub fn test_step(&self, xs: &[Tensor], y: &Tensor) -> Result<StepSums> {
+        let n = xs[0].dim(0)?;
         let y = self.target(y, n)?;
         let loss_kind = self.require_compiled()?.loss;
-        let (out, pre, act) = self.forward_full(&x.to_dtype(self.dtype)?)?;
+        let (out, pre, act) = self.forward_full(&self.cast(xs)?)?;
         let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
         self.sums(&loss, &y, &out)
     }
 
-    /// A layer's weights as host data in Keras layouts.
+    /// A layer's variables (`weights()` then `state()`) as host data in Keras layouts.
     pub fn layer_weights(&self, i: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>> {
-        self.layer(i)?
-            .weights()
-            .iter()
+        let l = self.layer(i)?;
+        l.weights()
+            .into_iter()
+            .chain(l.state())
             .map(|w| Ok((w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?, w.dims().to_vec())))
             .collect()
     }
 
-    /// Replaces a layer's weights; the count and every shape must match (checked before any write).
+    /// Replaces a layer's variables; the count and every shape must match (checked before any write).
     pub fn set_layer_weights(&mut self, i: usize, values: &[(Vec<f32>, Vec<usize>)]) -> Result<()> {
         let layer = self.layer(i)?;
-        let vars = layer.weights();
+        let vars: Vec<&Var> = layer.weights().into_iter().chain(layer.state()).collect();
         if vars.len() != values.len() {
             return Err(Error::Value(format!(
                 "Layer \"{}\" expects {} weight(s), but the weight list received has {}",

@@ -1,7 +1,7 @@
 //! Optimizers with Keras 3's defaults and update rules (keras/src/optimizers/*.py), applied to
 //! candle `Var`s in place.
 
-use crate::layers::Grad;
+use crate::ops::grad::Grad;
 use crate::ops::linear::sgd_update_tn;
 use crate::ops::update::{update1, update2};
 use crate::{Error, Result};
@@ -76,6 +76,16 @@ impl Optimizer {
         };
         let learning_rate = num("learning_rate", default_lr)?;
         Ok(Optimizer { rule, learning_rate, iterations: 0, slots: Vec::new() })
+    }
+
+    /// Sets the learning rate (a callback's `model.optimizer.learning_rate = ...`), checked as
+    /// Keras's constructor checks it.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::Value(format!("learning_rate must be a non-negative number, got {lr}")));
+        }
+        self.learning_rate = lr;
+        Ok(())
     }
 
     pub fn class_name(&self) -> &'static str {

@@ -22,8 +22,18 @@ pub fn lock() -> MutexGuard<'static, ChaCha8Rng> {
 
 /// Fisher-Yates permutation of `0..n` (the per-epoch shuffle).
 pub fn permutation(n: usize) -> Vec<usize> {
+    permutation_with(&mut lock(), n)
+}
+
+/// A generator of its own, seeded from the global one: each Dropout layer and each model's shuffle
+/// owns one, so what one model draws never changes what another draws (Keras 3's SeedGenerator).
+pub fn fork() -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(lock().random())
+}
+
+/// Fisher-Yates permutation of `0..n` drawn from `rng`.
+pub fn permutation_with(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = lock();
     for i in (1..n).rev() {
         let j = rng.random_range(0..=i);
         idx.swap(i, j);

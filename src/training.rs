@@ -3,7 +3,7 @@
 //! lock is taken per batch, so hooks and other threads can read the model between steps.
 
 use crate::data::{batch_tensor, BatchSource};
-use crate::model::Sequential;
+use crate::model::Model;
 use crate::{rng, Error, Result};
 use candle_core::DType;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,26 +39,35 @@ pub trait Hooks {
     }
 }
 
-/// Samples `indices` of `x` (and `y`).
+/// Samples `indices` of the inputs `xs` (one source per model input) and of `y`.
 pub struct Dataset<'a> {
-    pub x: &'a dyn BatchSource,
+    pub xs: Vec<&'a dyn BatchSource>,
     pub y: Option<&'a dyn BatchSource>,
     pub indices: Vec<usize>,
 }
 
 impl<'a> Dataset<'a> {
-    pub fn new(x: &'a dyn BatchSource, y: Option<&'a dyn BatchSource>) -> Result<Self> {
-        if let Some(y) = y {
-            if y.len() != x.len() {
-                return Err(Error::Value(format!(
-                    "Data cardinality is ambiguous: x sizes: {}, y sizes: {}. Make sure all arrays contain \
-                     the same number of samples.",
-                    x.len(),
-                    y.len()
-                )));
-            }
+    pub fn new(xs: Vec<&'a dyn BatchSource>, y: Option<&'a dyn BatchSource>) -> Result<Self> {
+        let Some(first) = xs.first() else {
+            return crate::value_err!("No input data provided: `x` is an empty list");
+        };
+        let n = first.len();
+        let sizes: Vec<usize> = xs.iter().map(|x| x.len()).chain(y.map(|y| y.len())).collect();
+        if sizes.iter().any(|&s| s != n) {
+            let xs_sizes: Vec<String> = xs.iter().map(|x| x.len().to_string()).collect();
+            return Err(Error::Value(format!(
+                "Data cardinality is ambiguous: x sizes: {}, y sizes: {}. Make sure all arrays contain \
+                 the same number of samples.",
+                xs_sizes.join(", "),
+                y.map(|y| y.len().to_string()).unwrap_or_default()
+            )));
         }
-        Ok(Dataset { x, y, indices: (0..x.len()).collect() })
+        Ok(Dataset { xs, y, indices: (0..n).collect() })
+    }
+
+    /// The inputs of the samples at `idx`, one tensor per model input.
+    fn inputs(&self, idx: &[usize]) -> Result<Vec<candle_core::Tensor>> {
+        self.xs.iter().map(|x| batch_tensor(*x, idx, DType::F32)).collect()
     }
 
     /// Keras's `validation_split`: the last `fraction` of the samples, taken before any shuffling.
@@ -69,13 +78,14 @@ impl<'a> Dataset<'a> {
         let at = (self.indices.len() as f64 * (1.0 - fraction)).floor() as usize;
         let (a, b) = self.indices.split_at(at);
         Ok((
-            Dataset { x: self.x, y: self.y, indices: a.to_vec() },
-            Dataset { x: self.x, y: self.y, indices: b.to_vec() },
+            Dataset { xs: self.xs.clone(), y: self.y, indices: a.to_vec() },
+            Dataset { xs: self.xs, y: self.y, indices: b.to_vec() },
         ))
     }
 
-    fn check(&self, model: &Sequential) -> Result<()> {
-        model.check_input(self.x.sample_shape())?;
+    fn check(&self, model: &Model) -> Result<()> {
+        let shapes: Vec<&[usize]> = self.xs.iter().map(|x| x.sample_shape()).collect();
+        model.check_inputs(&shapes)?;
         if let Some(y) = self.y {
             model.check_target(y.sample_shape())?;
         }
@@ -86,21 +96,21 @@ impl<'a> Dataset<'a> {
 /// A model shared between Python threads: many readers (predict) or one writer (a training step);
 /// `busy` refuses a second concurrent `fit` instead of interleaving two trainings.
 pub struct SharedModel {
-    model: RwLock<Sequential>,
+    model: RwLock<Model>,
     busy: AtomicBool,
 }
 
 impl SharedModel {
-    pub fn new(model: Sequential) -> Self {
+    pub fn new(model: Model) -> Self {
         SharedModel { model: RwLock::new(model), busy: AtomicBool::new(false) }
     }
 
     /// Errors never leave the model half-updated, so a poisoned lock still holds a valid model.
-    pub fn read(&self) -> RwLockReadGuard<'_, Sequential> {
+    pub fn read(&self) -> RwLockReadGuard<'_, Model> {
         self.model.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn write(&self) -> RwLockWriteGuard<'_, Sequential> {
+    pub fn write(&self) -> RwLockWriteGuard<'_, Model> {
         self.model.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -156,6 +166,29 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
     Ok(())
 }
 
+/// Where `fit`'s validation data comes from.
+pub enum Validation<'a> {
+    None,
+    /// Keras's `validation_split`: the last fraction of the samples.
+    Split(f64),
+    /// `validation_data`, which takes precedence over a split, as in Keras.
+    Data(Dataset<'a>),
+}
+
+/// `fit` on all the samples given, splitting off validation data as Keras does.
+pub fn fit_all(shared: &SharedModel, all: Dataset, validation: Validation, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+    let (train, val) = match validation {
+        Validation::Data(v) => (all, Some(v)),
+        Validation::Split(f) if f > 0.0 => {
+            let (t, v) = all.split(f)?;
+            (t, Some(v))
+        }
+        Validation::Split(f) if f < 0.0 || f.is_nan() => return all.split(f).map(|_| ()),
+        _ => (all, None),
+    };
+    fit(shared, &train, val.as_ref(), cfg, hooks)
+}
+
 /// Trains for `epochs - initial_epoch` epochs; validation (if any) runs after each epoch.
 pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
     check_batch_size(cfg.batch_size)?;
@@ -172,14 +205,17 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
         for epoch in cfg.initial_epoch..cfg.epochs {
             hooks.epoch_begin(epoch)?;
             let order: Vec<usize> = match cfg.shuffle {
-                true => rng::permutation(train.indices.len()).into_iter().map(|i| train.indices[i]).collect(),
+                true => {
+                    let perm = rng::permutation_with(&mut shared.write().shuffle_rng, train.indices.len());
+                    perm.into_iter().map(|i| train.indices[i]).collect()
+                }
                 false => train.indices.clone(),
             };
             let mut mean = Mean::new(names.clone());
             let mut stop = false;
             for (batch, idx) in order.chunks(cfg.batch_size).enumerate() {
                 hooks.batch_begin(batch)?;
-                let xb = batch_tensor(train.x, idx, DType::F32)?;
+                let xb = train.inputs(idx)?;
                 let yb = batch_tensor(y, idx, DType::F32)?;
                 let sums = shared.write().train_step(&xb, &yb)?;
                 mean.add(&sums, idx.len());
@@ -209,7 +245,7 @@ fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks
         } else {
             hooks.batch_begin(batch)?;
         }
-        let xb = batch_tensor(data.x, idx, DType::F32)?;
+        let xb = data.inputs(idx)?;
         let yb = batch_tensor(y, idx, DType::F32)?;
         let sums = shared.read().test_step(&xb, &yb)?;
         mean.add(&sums, idx.len());
@@ -228,29 +264,28 @@ pub fn evaluate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: 
 }
 
 /// Model outputs for `x`, row-major, with the full output shape.
-pub fn predict(shared: &SharedModel, x: &dyn BatchSource, batch_size: usize, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
+pub fn predict(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
     check_batch_size(batch_size)?;
-    shared.read().check_input(x.sample_shape())?;
-    let indices: Vec<usize> = (0..x.len()).collect();
+    data.check(&shared.read())?;
     let mut out = Vec::new();
-    for (batch, idx) in indices.chunks(batch_size).enumerate() {
+    for (batch, idx) in data.indices.chunks(batch_size).enumerate() {
         hooks.batch_begin(batch)?;
-        let xb = batch_tensor(x, idx, DType::F32)?;
+        let xb = data.inputs(idx)?;
         let yb = shared.read().predict_batch(&xb)?;
         out.extend(yb.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
         hooks.batch_end(batch, idx.len(), &Vec::new())?;
     }
-    let mut shape = vec![x.len()];
+    let mut shape = vec![data.indices.len()];
     shape.extend_from_slice(shared.read().output_shape());
     Ok((out, shape))
 }
 
 /// One training step on exactly these samples (Keras's `train_on_batch`); returns the logs.
-pub fn train_on_batch(shared: &SharedModel, x: &dyn BatchSource, y: &dyn BatchSource) -> Result<Logs> {
-    let data = Dataset::new(x, Some(y))?;
+pub fn train_on_batch(shared: &SharedModel, data: &Dataset) -> Result<Logs> {
     data.check(&shared.read())?;
+    let y = data.y.ok_or_else(|| Error::Value("train_on_batch needs targets `y`".into()))?;
     shared.exclusive(|| {
-        let xb = batch_tensor(x, &data.indices, DType::F32)?;
+        let xb = data.inputs(&data.indices)?;
         let yb = batch_tensor(y, &data.indices, DType::F32)?;
         let mut model = shared.write();
         let sums = model.train_step(&xb, &yb)?;

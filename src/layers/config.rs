@@ -31,6 +31,19 @@ impl<'a> Cfg<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// The raw value of an argument, `None` when absent or null.
+    pub fn raw(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+
+    /// A signed integer argument (an axis).
+    pub fn int(&self, key: &str, default: i64) -> Result<i64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_i64().ok_or_else(|| self.err(key, "an integer", v)),
+        }
+    }
+
     pub fn positive(&self, key: &str) -> Result<usize> {
         match self.get(key) {
             Some(v) => match v.as_u64() {

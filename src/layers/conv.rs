@@ -1,6 +1,9 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
-use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Gradients, Layer, Saved, Shapes};
+use super::{
+    bias_or_zeros, image, incompatible, new_var, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra,
+    Gradients, Layer, Saved, Shapes,
+};
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
@@ -55,6 +58,35 @@ impl Conv2dConfig {
     }
 }
 
+pub const CONV2D: Entry = Entry {
+    class_name: "Conv2D",
+    arity: Arity::One,
+    validate: |cfg| Ok(Conv2dConfig::parse(cfg)?.to_json(cfg.name())),
+    output_shape: |cfg, inputs| {
+        let c = Conv2dConfig::parse(cfg)?;
+        let (win, _) = conv_window(&c, cfg.name(), single(inputs))?;
+        Ok(vec![win.out_h, win.out_w, c.filters])
+    },
+    build: |cfg, inputs, dtype| Ok(Box::new(Conv2D::new(Conv2dConfig::parse(cfg)?, cfg.name().into(), single(inputs), dtype)?)),
+};
+
+/// The convolution's geometry on this input and the input's channel count, or Keras's error.
+fn conv_window(cfg: &Conv2dConfig, name: &str, input_shape: &[usize]) -> Result<(Window, usize)> {
+    let (h, w, c) = image(name, input_shape)?;
+    let win = Window::new((h, w), cfg.kernel_size, cfg.strides, cfg.same).ok_or_else(|| {
+        Error::Value(format!(
+            "Layer \"{name}\" (Conv2D): kernel_size {:?} is larger than its input {} with padding='valid'; \
+             the output would be empty",
+            cfg.kernel_size,
+            keras_shape(input_shape)
+        ))
+    })?;
+    if c == 0 {
+        return Err(incompatible(name, "at least one channel", input_shape));
+    }
+    Ok((win, c))
+}
+
 pub struct Conv2D {
     cfg: Conv2dConfig,
     shapes: Shapes,
@@ -65,20 +97,7 @@ pub struct Conv2D {
 
 impl Conv2D {
     pub fn new(cfg: Conv2dConfig, name: String, input_shape: &[usize], dtype: DType) -> Result<Self> {
-        let &[h, w, c] = input_shape else {
-            return Err(incompatible(&name, "ndim=4 (batch, rows, cols, channels)", input_shape));
-        };
-        let win = Window::new((h, w), cfg.kernel_size, cfg.strides, cfg.same).ok_or_else(|| {
-            Error::Value(format!(
-                "Layer \"{name}\" (Conv2D): kernel_size {:?} is larger than its input {} with padding='valid'; \
-                 the output would be empty",
-                cfg.kernel_size,
-                keras_shape(input_shape)
-            ))
-        })?;
-        if c == 0 {
-            return Err(incompatible(&name, "at least one channel", input_shape));
-        }
+        let (win, c) = conv_window(&cfg, &name, input_shape)?;
         let (kh, kw) = cfg.kernel_size;
         let f = cfg.filters;
         let kernel_data = cfg.kernel_initializer.sample(kh * kw * c * f, kh * kw * c, kh * kw * f);
@@ -107,8 +126,9 @@ impl Layer for Conv2D {
     fn class_name(&self) -> &'static str {
         "Conv2D"
     }
-    fn shapes(&self) -> &Shapes {
-        &self.shapes
+    shapes_accessors!();
+    fn weight_names(&self) -> Vec<&'static str> {
+        vec!["kernel", "bias"][..self.weights().len()].to_vec()
     }
     fn activation(&self) -> Activation {
         self.cfg.activation
@@ -120,26 +140,25 @@ impl Layer for Conv2D {
         self.cfg.to_json(&self.shapes.name)
     }
 
-    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.compute(x, false, false)?.0)
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(self.compute(&xs[0], false, false)?.0)
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.compute(x, true, false)?.0)
+    fn forward(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(self.compute(&xs[0], true, false)?.0)
     }
 
-    fn forward_train(&self, x: &Tensor, activated: bool) -> Result<(Tensor, Extra)> {
-        let (y, cols) = self.compute(x, activated, true)?;
-        Ok((y, cols.map(Extra::Cols).unwrap_or(Extra::None)))
+    /// Keeps what the kernel gradient multiplies: the im2col matrix, or on the Winograd path the
+    /// transformed input tiles.
+    fn forward_train(&self, xs: &[Tensor], activated: bool) -> Result<(Tensor, Extra)> {
+        let (y, cols) = self.compute(&xs[0], activated, true)?;
+        Ok((y, cols.map(Extra::new).unwrap_or_else(Extra::none)))
     }
 
-    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
-        let cols = match &saved.extra {
-            Extra::Cols(cols) => Some(cols),
-            _ => None,
-        };
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grads: &[bool]) -> Result<Gradients> {
+        let cols = saved.extra.get::<Tensor>();
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
-        let (dx, dw, db) = conv2d_backward(&saved.input, cols, self.kernel.as_tensor(), &dpre, self.win, input_grad)?;
+        let (dx, dw, db) = conv2d_backward(saved.input(), cols, self.kernel.as_tensor(), &dpre, self.win, input_grads[0])?;
         Ok(Gradients::kernel_and_bias(dx, dw, self.bias.is_some().then_some(db)))
     }
 }

@@ -1,6 +1,9 @@
 //! Dense and Activation: the layers of a plain dense network.
 
-use super::{bias_or_zeros, incompatible, new_var, split_activation, Cfg, Extra, Grad, Gradients, Layer, Saved, Shapes};
+use super::{
+    bias_or_zeros, incompatible, new_var, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra, Grad,
+    Gradients, Layer, Saved, Shapes,
+};
 use crate::ops::linear::{self, linear};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
@@ -37,6 +40,36 @@ impl DenseConfig {
     }
 }
 
+pub const DENSE: Entry = Entry {
+    class_name: "Dense",
+    arity: Arity::One,
+    validate: |cfg| Ok(DenseConfig::parse(cfg)?.to_json(cfg.name())),
+    output_shape: |cfg, inputs| dense_shape(&DenseConfig::parse(cfg)?, cfg.name(), single(inputs)),
+    build: |cfg, inputs, dtype| Ok(Box::new(Dense::new(DenseConfig::parse(cfg)?, cfg.name().into(), single(inputs), dtype)?)),
+};
+
+pub const ACTIVATION: Entry = Entry {
+    class_name: "Activation",
+    arity: Arity::One,
+    validate: |cfg| Ok(ActivationConfig::parse(cfg)?.to_json(cfg.name())),
+    output_shape: |_, inputs| Ok(single(inputs).to_vec()),
+    build: |cfg, inputs, _| {
+        Ok(Box::new(ActivationLayer::new(ActivationConfig::parse(cfg)?, cfg.name().into(), single(inputs))))
+    },
+};
+
+fn dense_shape(cfg: &DenseConfig, name: &str, input_shape: &[usize]) -> Result<Vec<usize>> {
+    match input_shape.last() {
+        None => Err(incompatible(name, "min_ndim=2", input_shape)),
+        Some(0) => Err(incompatible(name, "a non-empty last axis", input_shape)),
+        Some(_) => {
+            let mut out = input_shape.to_vec();
+            *out.last_mut().unwrap() = cfg.units;
+            Ok(out)
+        }
+    }
+}
+
 /// `y = activation(x @ kernel + bias)` on the last axis; kernel `(in, units)` as in Keras.
 pub struct Dense {
     cfg: DenseConfig,
@@ -47,20 +80,14 @@ pub struct Dense {
 
 impl Dense {
     pub fn new(cfg: DenseConfig, name: String, input_shape: &[usize], dtype: DType) -> Result<Self> {
-        let Some(&fan_in) = input_shape.last() else {
-            return Err(incompatible(&name, "min_ndim=2", input_shape));
-        };
-        if fan_in == 0 {
-            return Err(incompatible(&name, "a non-empty last axis", input_shape));
-        }
+        let output_shape = dense_shape(&cfg, &name, input_shape)?;
+        let fan_in = input_shape[input_shape.len() - 1];
         let units = cfg.units;
         let kernel = new_var(cfg.kernel_initializer.sample(fan_in * units, fan_in, units), &[fan_in, units], dtype)?;
         let bias = match cfg.use_bias {
             true => Some(new_var(cfg.bias_initializer.sample(units, fan_in, units), &[units], dtype)?),
             false => None,
         };
-        let mut output_shape = input_shape.to_vec();
-        *output_shape.last_mut().unwrap() = units;
         Ok(Dense { cfg, shapes: Shapes::new(name, input_shape, output_shape), kernel, bias })
     }
 }
@@ -87,8 +114,9 @@ impl Layer for Dense {
     fn class_name(&self) -> &'static str {
         "Dense"
     }
-    fn shapes(&self) -> &Shapes {
-        &self.shapes
+    shapes_accessors!();
+    fn weight_names(&self) -> Vec<&'static str> {
+        vec!["kernel", "bias"][..self.weights().len()].to_vec()
     }
     fn activation(&self) -> Activation {
         self.cfg.activation
@@ -100,22 +128,23 @@ impl Layer for Dense {
         self.cfg.to_json(&self.shapes.name)
     }
 
-    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
-        self.compute(x, false)
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        self.compute(&xs[0], false)
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.compute(x, true)
+    fn forward(&self, xs: &[Tensor]) -> Result<Tensor> {
+        self.compute(&xs[0], true)
     }
 
-    fn forward_train(&self, x: &Tensor, activated: bool) -> Result<(Tensor, Extra)> {
-        Ok((self.compute(x, activated)?, Extra::None))
+    fn forward_train(&self, xs: &[Tensor], activated: bool) -> Result<(Tensor, Extra)> {
+        Ok((self.compute(&xs[0], activated)?, Extra::none()))
     }
 
-    fn backward(&self, saved: &Saved, grad: &Tensor, input_grad: bool) -> Result<Gradients> {
+    fn backward(&self, saved: &Saved, grad: &Tensor, input_grads: &[bool]) -> Result<Gradients> {
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
-        let (dx, dw, db) = linear::backward(&as_matrix(&saved.input)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grad)?;
-        let input = dx.map(|d| d.reshape(saved.input.shape())).transpose()?;
+        let x = saved.input();
+        let (dx, dw, db) = linear::backward(&as_matrix(x)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grads[0])?;
+        let input = dx.map(|d| d.reshape(x.shape())).transpose()?;
         let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
         Ok(Gradients::kernel_and_bias(input, dw, self.bias.is_some().then_some(db)))
     }
@@ -151,20 +180,18 @@ impl Layer for ActivationLayer {
     fn class_name(&self) -> &'static str {
         "Activation"
     }
-    fn shapes(&self) -> &Shapes {
-        &self.shapes
-    }
+    shapes_accessors!();
     fn activation(&self) -> Activation {
         self.cfg.activation
     }
     fn config(&self) -> Value {
         self.cfg.to_json(&self.shapes.name)
     }
-    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.clone())
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(xs[0].clone())
     }
 
-    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grad: bool) -> Result<Gradients> {
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
         Ok(Gradients::input(Some(saved.pre_activation_grad(self.cfg.activation, grad)?)))
     }
 }

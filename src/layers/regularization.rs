@@ -1,7 +1,8 @@
-//! Dropout: inverted dropout while training, the identity otherwise. The mask comes from kandle's
-//! seeded generator (or the layer's own, when `seed` is given), so runs are reproducible.
+//! Dropout: inverted dropout while training, the identity otherwise. Every Dropout layer owns its
+//! random stream (Keras 3's per-layer SeedGenerator): seeded from `seed=`, else drawn from the
+//! global generator when the layer is built, advanced only by this layer, saved with the model.
 
-use super::{Cfg, Extra, Gradients, Layer, Saved, Shapes};
+use super::{shapes_accessors, single, Arity, Cfg, Entry, Extra, Gradients, Layer, Saved, Shapes};
 use crate::{rng, Error, Result};
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
@@ -32,17 +33,27 @@ impl DropoutConfig {
     }
 }
 
+pub const DROPOUT: Entry = Entry {
+    class_name: "Dropout",
+    arity: Arity::One,
+    validate: |cfg| Ok(DropoutConfig::parse(cfg)?.to_json(cfg.name())),
+    output_shape: |_, inputs| Ok(single(inputs).to_vec()),
+    build: |cfg, inputs, _| Ok(Box::new(Dropout::new(DropoutConfig::parse(cfg)?, cfg.name().into(), single(inputs)))),
+};
+
 pub struct Dropout {
     cfg: DropoutConfig,
     shapes: Shapes,
-    /// The layer's own stream when seeded; `None` draws from the global generator.
-    rng: Option<Mutex<ChaCha8Rng>>,
+    rng: Mutex<ChaCha8Rng>,
 }
+
+/// The training mask, already scaled by 1 / (1 - rate).
+struct Mask(Tensor);
 
 impl Dropout {
     pub fn new(cfg: DropoutConfig, name: String, input_shape: &[usize]) -> Self {
-        let rng = cfg.seed.map(|s| Mutex::new(ChaCha8Rng::seed_from_u64(s)));
-        Dropout { cfg, shapes: Shapes::new(name, input_shape, input_shape.to_vec()), rng }
+        let rng = cfg.seed.map(ChaCha8Rng::seed_from_u64).unwrap_or_else(rng::fork);
+        Dropout { cfg, shapes: Shapes::new(name, input_shape, input_shape.to_vec()), rng: Mutex::new(rng) }
     }
 
     fn mask(&self, len: usize) -> Vec<f32> {
@@ -51,10 +62,7 @@ impl Dropout {
         let draw = |r: &mut ChaCha8Rng| -> Vec<f32> {
             (0..len).map(|_| if r.random::<f64>() < keep { scale } else { 0.0 }).collect()
         };
-        match &self.rng {
-            Some(m) => draw(&mut m.lock().unwrap_or_else(|e| e.into_inner())),
-            None => draw(&mut rng::lock()),
-        }
+        draw(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -62,32 +70,31 @@ impl Layer for Dropout {
     fn class_name(&self) -> &'static str {
         "Dropout"
     }
-    fn shapes(&self) -> &Shapes {
-        &self.shapes
-    }
+    shapes_accessors!();
     fn config(&self) -> Value {
         self.cfg.to_json(&self.shapes.name)
     }
     fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
-        self.rng.as_ref()
+        Some(&self.rng)
     }
     /// The identity: Keras drops only while training.
-    fn forward_pre(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.clone())
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(xs[0].clone())
     }
 
-    fn forward_train(&self, x: &Tensor, _activated: bool) -> Result<(Tensor, Extra)> {
+    fn forward_train(&self, xs: &[Tensor], _activated: bool) -> Result<(Tensor, Extra)> {
+        let x = &xs[0];
         if self.cfg.rate == 0.0 {
-            return Ok((x.clone(), Extra::None));
+            return Ok((x.clone(), Extra::none()));
         }
         let mask = Tensor::from_vec(self.mask(x.elem_count()), x.shape(), x.device())?.to_dtype(x.dtype())?;
-        Ok((x.mul(&mask)?, Extra::Mask(mask)))
+        Ok((x.mul(&mask)?, Extra::new(Mask(mask))))
     }
 
-    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grad: bool) -> Result<Gradients> {
-        Ok(Gradients::input(Some(match &saved.extra {
-            Extra::Mask(mask) => grad.mul(mask)?,
-            _ => grad.clone(),
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
+        Ok(Gradients::input(Some(match saved.extra.get::<Mask>() {
+            Some(Mask(mask)) => grad.mul(mask)?,
+            None => grad.clone(),
         })))
     }
 }

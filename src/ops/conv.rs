@@ -19,7 +19,7 @@ use super::linear::{self, gemm_raw, uninit, Order, Threads};
 use super::bias_act::BiasAct;
 use super::unary::Unary;
 use super::{float_map, winograd, Elem, Window};
-use crate::layers::Grad;
+use super::grad::Grad;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -3,10 +3,14 @@
 //! (candle's `max_pool2d` backward is off by the pool area, `softmax_last_dim` has none, and its
 //! ReLU passes gradient at exactly 0).
 
+pub mod avg_pool;
+pub mod batchnorm;
 pub mod bias_act;
 pub mod conv;
+pub mod grad;
 pub mod im2col;
 pub mod linear;
+pub mod pad;
 pub mod pool;
 pub mod skinny;
 pub mod unary;

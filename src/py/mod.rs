@@ -17,6 +17,19 @@ fn validate_layer(class_name: &str, config_json: &str) -> PyResult<String> {
     Ok(crate::layers::validate(class_name, &config)?.to_string())
 }
 
+/// The layer class names the core implements (the registry `kandle.layers` is checked against).
+#[pyfunction]
+fn layer_class_names() -> Vec<&'static str> {
+    crate::layers::class_names()
+}
+
+/// The per-sample output shape of a layer called on inputs of these shapes (what a symbolic call
+/// records), with the errors building would raise.
+#[pyfunction]
+fn layer_output_shape(class_name: &str, config_json: &str, input_shapes: Vec<Vec<usize>>) -> PyResult<Vec<usize>> {
+    Ok(crate::layers::output_shape(class_name, &error::parse_json(config_json)?, &input_shapes)?)
+}
+
 /// Checks an optimizer config (`{"class_name":..., "config":...}`) and returns its full config.
 #[pyfunction]
 fn validate_optimizer(config_json: &str) -> PyResult<String> {
@@ -79,6 +92,8 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::ModelCore>()?;
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_class_names, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;

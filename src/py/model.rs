@@ -1,18 +1,21 @@
-//! `ModelCore`: the compiled half of `kandle.models.Sequential`. Each method converts, releases the
-//! GIL for the work, and delegates to `crate::model` / `crate::training`.
+//! `ModelCore`: the compiled half of `kandle.models.Model` and `Sequential`. Each method converts,
+//! releases the GIL for the work, and delegates to `crate::model` / `crate::training`. Layers are
+//! addressed by name.
 
 use super::arrays::Source;
 use super::error::parse_json;
 use super::hooks::{Phase, PyHooks};
+use crate::data::BatchSource;
 use crate::losses::Loss;
-use crate::model::Sequential;
+use crate::model::Model;
 use crate::optimizers::Optimizer;
-use crate::training::{self, Dataset, FitConfig, Logs, SharedModel};
+use crate::training::{self, Dataset, FitConfig, Logs, SharedModel, Validation};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
-/// What `layer_info` returns to Python.
-type LayerInfo = (String, String, Vec<usize>, Vec<usize>, usize, String);
+/// What `layer_info` returns to Python: class, name, input shapes, output shape, parameter count,
+/// config JSON, trainable.
+type LayerInfo = (String, String, Vec<Vec<usize>>, Vec<usize>, usize, String, bool);
 
 #[pyclass(frozen, module = "kandle._kandle")]
 pub struct ModelCore {
@@ -21,6 +24,15 @@ pub struct ModelCore {
 
 fn values(logs: Logs) -> Vec<f64> {
     logs.into_iter().map(|(_, v)| v).collect()
+}
+
+/// NumPy arrays (one per model input) as borrowed sources.
+fn sources<'py>(xs: &[Bound<'py, PyAny>], what: &str) -> PyResult<Vec<Source<'py>>> {
+    xs.iter().map(|x| Source::new(x, what)).collect()
+}
+
+fn refs<'a>(boxes: &'a [Box<dyn BatchSource + 'a>]) -> Vec<&'a dyn BatchSource> {
+    boxes.iter().map(|b| b.as_ref()).collect()
 }
 
 impl ModelCore {
@@ -35,55 +47,94 @@ impl ModelCore {
 
 #[pymethods]
 impl ModelCore {
+    /// An empty Sequential on one per-sample input shape.
     #[new]
     fn new(name: &str, input_shape: Vec<usize>) -> PyResult<Self> {
-        Ok(ModelCore { shared: SharedModel::new(Sequential::new(name, &input_shape)?) })
+        Ok(ModelCore { shared: SharedModel::new(Model::new(name, &input_shape)?) })
+    }
+
+    /// A model from Keras's `{"class_name": "Functional" | "Sequential", "config": ...}`.
+    #[staticmethod]
+    fn from_config(config_json: &str) -> PyResult<Self> {
+        let model = Model::from_config(&parse_json(config_json)?, candle_core::DType::F32)?;
+        Ok(ModelCore { shared: SharedModel::new(model) })
+    }
+
+    fn config_json(&self) -> String {
+        self.shared.read().keras_config().to_string()
     }
 
     fn add(&self, class_name: &str, config_json: &str) -> PyResult<()> {
         Ok(self.shared.write().add(class_name, &parse_json(config_json)?)?)
     }
 
-    fn num_layers(&self) -> usize {
-        self.shared.read().layers().len()
+    fn layer_names(&self) -> Vec<String> {
+        self.shared.read().layers().iter().map(|l| l.name().to_string()).collect()
     }
 
-    /// `(class_name, name, input_shape, output_shape, count_params, config_json)` of layer `i`.
-    fn layer_info(&self, i: usize) -> PyResult<LayerInfo> {
+    fn layer_info(&self, name: &str) -> PyResult<LayerInfo> {
         let model = self.shared.read();
-        let l = model.layer(i)?;
-        let params = l.weights().iter().map(|w| w.elem_count()).sum();
+        let l = model.layer(model.layer_index(name)?)?;
+        let params = l.weights().iter().chain(&l.state()).map(|w| w.elem_count()).sum();
         Ok((
             l.class_name().into(),
             l.name().into(),
-            l.input_shape().to_vec(),
+            l.shapes().inputs.clone(),
             l.output_shape().to_vec(),
             params,
-            l.config().to_string(),
+            crate::layers::config_of(l).to_string(),
+            l.trainable(),
         ))
     }
 
-    fn layer_get_weights<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
-        let weights = self.shared.read().layer_weights(i)?;
-        weights
-            .into_iter()
-            .map(|(data, shape)| data.into_pyarray(py).reshape(shape))
-            .collect()
+    /// `(trainable, non-trainable)` counts of a layer's weight variables (`get_weights` order).
+    fn layer_weight_counts(&self, name: &str) -> PyResult<(usize, usize)> {
+        let model = self.shared.read();
+        let l = model.layer(model.layer_index(name)?)?;
+        Ok((l.weights().len(), l.state().len()))
+    }
+
+    fn layer_weight_names(&self, name: &str) -> PyResult<Vec<String>> {
+        let model = self.shared.read();
+        let l = model.layer(model.layer_index(name)?)?;
+        Ok(l.weight_names().iter().map(|s| s.to_string()).collect())
+    }
+
+    fn layer_get_weights<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
+        let model = self.shared.read();
+        let weights = model.layer_weights(model.layer_index(name)?)?;
+        weights.into_iter().map(|(data, shape)| data.into_pyarray(py).reshape(shape)).collect()
     }
 
     /// Arrays must already be float32 (the Python side converts); shapes are checked here.
-    fn layer_set_weights(&self, i: usize, arrays: Vec<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
+    fn layer_set_weights(&self, name: &str, arrays: Vec<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
         let values: Vec<(Vec<f32>, Vec<usize>)> =
             arrays.iter().map(|a| (a.as_array().iter().copied().collect(), a.as_array().shape().to_vec())).collect();
-        Ok(self.shared.write().set_layer_weights(i, &values)?)
+        let mut model = self.shared.write();
+        let i = model.layer_index(name)?;
+        Ok(model.set_layer_weights(i, &values)?)
+    }
+
+    fn set_trainable(&self, name: &str, trainable: bool) -> PyResult<()> {
+        let mut model = self.shared.write();
+        let i = model.layer_index(name)?;
+        Ok(model.set_trainable(i, trainable)?)
     }
 
     fn count_params(&self) -> usize {
         self.shared.read().count_params()
     }
 
-    fn input_shape(&self) -> Vec<usize> {
-        self.shared.read().input_shape().to_vec()
+    fn trainable_count(&self) -> usize {
+        self.shared.read().trainable_count()
+    }
+
+    fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.shared.read().input_shapes().iter().map(|s| s.to_vec()).collect()
+    }
+
+    fn input_names(&self) -> Vec<String> {
+        self.shared.read().graph().inputs.iter().map(|i| i.name.clone()).collect()
     }
 
     fn output_shape(&self) -> Vec<usize> {
@@ -108,11 +159,8 @@ impl ModelCore {
 
     #[setter]
     fn set_learning_rate(&self, lr: f64) -> PyResult<()> {
-        if !(lr.is_finite() && lr >= 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!("learning_rate must be a non-negative number, got {lr}")));
-        }
         if let Some(c) = self.shared.write().compiled_mut() {
-            c.optimizer.learning_rate = lr;
+            c.optimizer.set_learning_rate(lr)?;
         }
         Ok(())
     }
@@ -123,13 +171,13 @@ impl ModelCore {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (x, y, val_x, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, callbacks, model))]
+    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, callbacks, model))]
     fn fit(
         &self,
         py: Python<'_>,
-        x: &Bound<'_, PyAny>,
+        xs: Vec<Bound<'_, PyAny>>,
         y: &Bound<'_, PyAny>,
-        val_x: Option<&Bound<'_, PyAny>>,
+        val_xs: Option<Vec<Bound<'_, PyAny>>>,
         val_y: Option<&Bound<'_, PyAny>>,
         validation_split: f64,
         batch_size: usize,
@@ -139,54 +187,58 @@ impl ModelCore {
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let (xs, ys) = (Source::new(x, "x")?, Source::new(y, "y")?);
-        let (xb, yb) = (xs.batches(), ys.batches());
-        let vxs = val_x.map(|v| Source::new(v, "validation_data x")).transpose()?;
+        let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
+        let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
+        let yb = ys.batches();
+        let vxs = val_xs.map(|v| sources(&v, "validation_data x")).transpose()?;
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
-        let (vxb, vyb) = (vxs.as_ref().map(|s| s.batches()), vys.as_ref().map(|s| s.batches()));
+        let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
+        let vyb = vys.as_ref().map(|s| s.batches());
         let cfg = FitConfig { batch_size, epochs, initial_epoch, shuffle };
         let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
         py.detach(|| {
-            let all = Dataset::new(xb.as_ref(), Some(yb.as_ref()))?;
-            let (train, mut val) = match validation_split > 0.0 {
-                true => {
-                    let (t, v) = all.split(validation_split)?;
-                    (t, Some(v))
-                }
-                false => (all, None),
+            let all = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
+            let validation = match (&vxb, &vyb) {
+                (Some(vx), Some(vy)) => Validation::Data(Dataset::new(refs(vx), Some(vy.as_ref()))?),
+                _ => Validation::Split(validation_split),
             };
-            if let (Some(vx), Some(vy)) = (&vxb, &vyb) {
-                val = Some(Dataset::new(vx.as_ref(), Some(vy.as_ref()))?);
-            }
-            training::fit(&self.shared, &train, val.as_ref(), &cfg, &mut hooks)
+            training::fit_all(&self.shared, all, validation, &cfg, &mut hooks)
         })?;
         Ok(())
     }
 
-    #[pyo3(signature = (x, y, batch_size, callbacks=None))]
-    fn evaluate(&self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
-        let (xs, ys) = (Source::new(x, "x")?, Source::new(y, "y")?);
-        let (xb, yb) = (xs.batches(), ys.batches());
+    #[pyo3(signature = (xs, y, batch_size, callbacks=None))]
+    fn evaluate(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+        let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
+        let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
+        let yb = ys.batches();
         let mut hooks = PyHooks::new(callbacks, None, Phase::Test);
         let logs = py.detach(|| {
-            let data = Dataset::new(xb.as_ref(), Some(yb.as_ref()))?;
+            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
             training::evaluate(&self.shared, &data, batch_size, &mut hooks)
         })?;
         Ok(values(logs))
     }
 
-    #[pyo3(signature = (x, batch_size, callbacks=None))]
-    fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let xs = Source::new(x, "x")?;
-        let xb = xs.batches();
+    #[pyo3(signature = (xs, batch_size, callbacks=None))]
+    fn predict<'py>(&self, py: Python<'py>, xs: Vec<Bound<'py, PyAny>>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let xs = sources(&xs, "x")?;
+        let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let mut hooks = PyHooks::new(callbacks, None, Phase::Predict);
-        let (data, shape) = py.detach(|| training::predict(&self.shared, xb.as_ref(), batch_size, &mut hooks))?;
+        let (data, shape) = py.detach(|| {
+            let data = Dataset::new(refs(&xb), None)?;
+            training::predict(&self.shared, &data, batch_size, &mut hooks)
+        })?;
         data.into_pyarray(py).reshape(shape)
     }
 
-    fn train_on_batch(&self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
-        let (xs, ys) = (Source::new(x, "x")?, Source::new(y, "y")?);
-        let (xb, yb) = (xs.batches(), ys.batches());
-        Ok(values(py.detach(|| training::train_on_batch(&self.shared, xb.as_ref(), yb.as_ref()))?))
+    fn train_on_batch(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+        let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
+        let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
+        let yb = ys.batches();
+        Ok(values(py.detach(|| {
+            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
+            training::train_on_batch(&self.shared, &data)
+        })?))
     }
 }

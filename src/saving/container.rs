@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The value of the header entry `format`: what makes a safetensors file a kandle file.
 pub const FORMAT: &str = "kandle";
-/// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest format version this build reads and the one it writes (2: tensors and random
+/// streams keyed by layer name, functional models; 1: keyed by layer position, Sequential only).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// A float32 tensor in host memory, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,8 +193,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_stale_temporaries(&dir, &name.to_string_lossy());
     }
     result.map_err(io_err)
+}
+
+/// Temporary files of earlier saves to the same path whose process is gone (killed mid-save): a
+/// later successful save cleans them up. A live process's temporary is left to it.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid as u32 != std::process::id() && !process_alive(pid) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -216,7 +248,7 @@ mod tests {
         back.verify(p).unwrap();
         assert_eq!(back.tensors, sample().tensors);
         assert_eq!(back.meta["format"], "kandle");
-        assert_eq!(back.meta["format_version"], "1");
+        assert_eq!(back.meta["format_version"], FORMAT_VERSION.to_string());
     }
 
     #[test]
@@ -247,7 +279,7 @@ mod tests {
         let p = Path::new("m.kandle");
         let mut meta = std::collections::HashMap::new();
         meta.insert("format".to_string(), "kandle".to_string());
-        meta.insert("format_version".to_string(), "2".to_string());
+        meta.insert("format_version".to_string(), (FORMAT_VERSION + 1).to_string());
         let empty: Vec<(&str, safetensors::tensor::TensorView)> = vec![];
         let newer = safetensors::serialize(empty.clone(), Some(meta.clone())).unwrap();
         assert!(decode(&newer, p).unwrap_err().to_string().contains("newer"));
@@ -269,6 +301,13 @@ mod tests {
         assert_eq!(read(&p).unwrap().tensors["b"].data, vec![7.0]);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         assert!(matches!(write(&dir, &c), Err(Error::Io(_))));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        // A process killed mid-save left its temporary; the next save removes it (pid 2^22 + 1 is
+        // above Linux's pid limit, so no such process is alive).
+        let stale = dir.join(".m.kandle.tmp-4194305-0");
+        fs::write(&stale, b"partial").unwrap();
+        write(&p, &c).unwrap();
+        assert!(!stale.exists(), "the dead process's temporary file is still there");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
