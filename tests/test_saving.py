@@ -144,7 +144,7 @@ def test_file_is_safetensors_with_kandle_header(tmp_path):
     model.fit(x, y, epochs=1, verbose=0)
     model.save(tmp_path / "m.kandle")
     meta, tensors = st.read(tmp_path / "m.kandle")
-    assert meta["format"] == "kandle" and meta["format_version"] == "1" and meta["content"] == "model"
+    assert meta["format"] == "kandle" and meta["format_version"] == "2" and meta["content"] == "model"
     assert meta["checksum"].startswith("crc32:")
     config = json.loads(meta["model_config"])
     assert config == json.loads(model.to_json())
@@ -154,8 +154,9 @@ def test_file_is_safetensors_with_kandle_header(tmp_path):
     assert compile_config["optimizer"]["class_name"] == "Adam"
     training = json.loads(meta["training_state"])
     assert training["iterations"] == 1 and training["slots_per_variable"] == 2
-    np.testing.assert_array_equal(tensors["layers/0/0"], model.layers[0].get_weights()[0])  # Keras layout
-    assert tensors["optimizer/0/0"].shape == (3, 3, 2, 4)
+    conv = model.layers[0].name
+    np.testing.assert_array_equal(tensors[f"layers/{conv}/kernel"], model.layers[0].get_weights()[0])  # Keras layout
+    assert tensors[f"optimizer/{conv}/kernel/0"].shape == (3, 3, 2, 4)
     assert not any(name.startswith(".") for name in os.listdir(tmp_path)), "no temporary file left behind"
 
 

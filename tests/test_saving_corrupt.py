@@ -141,10 +141,10 @@ def test_loading_never_unpickles(tmp_path):
 
 def test_a_newer_format_version_is_refused(tmp_path, saved):
     meta, tensors = st.read(saved[0])
-    meta["format_version"] = "2"
+    meta["format_version"] = "3"
     path = tmp_path / "newer.kandle"
     st.write(path, meta, tensors)
-    refused(path, "format version 2", "upgrade kandle")
+    refused(path, "format version 3", "upgrade kandle")
     meta["format_version"] = "one"
     st.write(path, meta, tensors)
     refused(path, "invalid format_version")
@@ -180,17 +180,18 @@ def test_config_sizes_that_do_not_match_the_tensors(tmp_path, saved):
 
 def test_tensors_that_do_not_match_the_config(tmp_path, saved):
     meta, tensors = st.read(saved[0])
+    conv, pool = (spec["config"]["name"] for spec in json.loads(meta["model_config"])["config"]["layers"][:2])
     path = tmp_path / "shapes.kandle"
-    st.write(path, meta, {**tensors, "layers/0/0": np.zeros((3, 3, 1, 4), np.float32)})
+    st.write(path, meta, {**tensors, f"layers/{conv}/kernel": np.zeros((3, 3, 1, 4), np.float32)})
     refused(path, 'layer "conv2d', "(Conv2D)", "[3, 3, 1, 4] in the file, expected [3, 3, 1, 3]")
-    st.write(path, meta, {k: v for k, v in tensors.items() if k != "layers/3/1"})
-    refused(path, "weight 1 of layer \"out\" (Dense) is missing")
-    st.write(path, meta, {**tensors, "layers/1/0": np.zeros(3, np.float32)})
-    refused(path, "layers/1/0")
-    st.write(path, meta, {**tensors, "layers/3/1": np.zeros(4, np.float64)})
+    st.write(path, meta, {k: v for k, v in tensors.items() if k != "layers/out/bias"})
+    refused(path, "weight 1 of layer \"out\" (Dense) ('layers/out/bias') is missing")
+    st.write(path, meta, {**tensors, f"layers/{pool}/kernel": np.zeros(3, np.float32)})
+    refused(path, f"layers/{pool}/kernel")
+    st.write(path, meta, {**tensors, "layers/out/bias": np.zeros(4, np.float64)})
     refused(path, "dtype F64")
-    st.write(path, meta, {**tensors, "optimizer/0/1": np.zeros(3, np.float32)})
-    refused(path, "optimizer slot 1 of variable 0")
+    st.write(path, meta, {**tensors, f"optimizer/{conv}/bias/1": np.zeros(4, np.float32)})
+    refused(path, f"optimizer slot 'optimizer/{conv}/bias/1'")
 
 
 def test_an_edited_value_that_still_makes_sense_fails_the_checksum(tmp_path, saved):

@@ -14,11 +14,17 @@ _SUBMODULES = {
 }
 
 
+# Keras 3's top-level names: ``keras.Input``, ``keras.Model``, ``keras.Sequential``.
+_TOP_LEVEL = {"Input": "kandle.layers", "Model": "kandle.models", "Sequential": "kandle.models"}
+
+
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _TOP_LEVEL:
+        return getattr(importlib.import_module(_TOP_LEVEL[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBMODULES))
+    return sorted(list(globals()) + list(_SUBMODULES) + list(_TOP_LEVEL))

@@ -1,22 +1,56 @@
-"""``kandle.layers``: the Keras layers kandle implements, by their Keras names."""
+"""``kandle.layers``: the Keras layers kandle implements, by their Keras names.
 
+The list of layer families is the Rust core's registry (``_kandle.layer_class_names()``); every class
+here answers to one entry of it, and an import-time check keeps the two sides from drifting apart.
+"""
+
+from kandle import _kandle
 from kandle.layers.base import Layer
 from kandle.layers.convolutional import Conv2D, Convolution2D
-from kandle.layers.core import Activation, Dense, Input, InputLayer, InputSpec
-from kandle.layers.pooling import MaxPool2D, MaxPooling2D
+from kandle.layers.core import Activation, Dense
+from kandle.layers.input_layer import Input, InputLayer, KerasTensor
+from kandle.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
+                                   concatenate, maximum, minimum, multiply, subtract)
+from kandle.layers.normalization import BatchNormalization
+from kandle.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                                   GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 from kandle.layers.regularization import Dropout
-from kandle.layers.reshaping import Flatten
+from kandle.layers.reshaping import Flatten, ZeroPadding2D
 
-_BY_NAME = {c._class_name: c for c in (Conv2D, Dense, Activation, MaxPooling2D, Dropout, Flatten)}
+# Keras 2 called the first element of a Sequential an InputSpec; kept for old code.
+InputSpec = KerasTensor
+
+
+def _classes(base):
+    for cls in base.__subclasses__():
+        if cls._class_name is not None:
+            yield cls
+        yield from _classes(cls)
+
+
+_BY_NAME = {cls._class_name: cls for cls in _classes(Layer)}
+_missing = set(_kandle.layer_class_names()) ^ set(_BY_NAME)
+if _missing:  # a registry entry without its Python class, or the other way round
+    raise ImportError(f"kandle.layers and the core's layer registry disagree on: {sorted(_missing)}")
 
 
 def deserialize(config):
     """Builds a layer from ``{"class_name": ..., "config": {...}}``; an unknown name is an error."""
     name = config.get("class_name")
+    if name == "InputLayer":
+        return InputLayer.from_config(config.get("config", {}))
     if name not in _BY_NAME:
-        raise ValueError(f"Unknown layer: '{name}'. kandle supports: {', '.join(sorted(_BY_NAME))}")
+        raise ValueError(f"Unknown layer: '{name}'. kandle does not implement it yet; kandle supports: "
+                         f"{', '.join(sorted(_BY_NAME))}")
     return _BY_NAME[name].from_config(config.get("config", {}))
 
 
 def serialize(layer):
     return {"class_name": layer._class_name, "config": layer.get_config()}
+
+
+def __getattr__(name):
+    if name[:1].isupper():
+        raise AttributeError(f"kandle does not implement the Keras layer '{name}' yet; kandle.layers has: "
+                             f"{', '.join(sorted(_BY_NAME))}")
+    raise AttributeError(f"module 'kandle.layers' has no attribute {name!r}")

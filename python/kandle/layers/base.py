@@ -1,7 +1,10 @@
-"""The Python face of a layer: Keras's constructor arguments, names and weight accessors.
+"""The Python face of a layer: Keras's constructor arguments, names, weight accessors and the
+symbolic call that records a graph node.
 
-A layer's config is checked by the Rust core at construction (so ``Dense(0)`` fails at once), and its
-weights live in the Rust model it was added to; this class only keeps the config and that link.
+A layer's config is checked by the Rust core at construction (so ``Dense(0)`` fails at once), its
+output shape on a symbolic call is the core's too, and its weights live in the Rust model it was
+built in; this class only keeps the config, its calls and that link (the model core and the
+layer's name).
 """
 
 import json
@@ -36,12 +39,15 @@ class Layer:
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None, input_dim=None,
                  trainable=True, dtype=None, **config):
-        if dtype not in (None, "float32"):
+        if dtype not in (None, "float32") and not (isinstance(dtype, dict) and "float32" in json.dumps(dtype)):
             raise ValueError(f"{self._class_name}: only dtype='float32' is supported, got {dtype!r}")
-        if trainable is not True:
-            raise ValueError(f"{self._class_name}: freezing layers (trainable=False) is not supported yet")
+        if not isinstance(trainable, bool):
+            raise TypeError(f"{self._class_name}: `trainable` must be True or False, got {trainable!r}")
         self.name = name or backend.unique_name(backend.snake_case(self._class_name))
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"{self._class_name}: `name` must be a non-empty string, got {name!r}")
         config["name"] = self.name
+        config["trainable"] = trainable
         self._config = json.loads(_kandle.validate_layer(self._class_name, json.dumps(config)))
         if input_dim is not None:
             input_shape = (input_dim,)
@@ -49,11 +55,31 @@ class Layer:
             input_shape = tuple(batch_input_shape)[1:]
         self._input_shape_arg = None if input_shape is None else _shape(input_shape, self._class_name)
         self._model = None
-        self._index = None
+        self._inbound_nodes = []
+
+    # -- symbolic calls ---------------------------------------------------------------------------
+    def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
+        from kandle.layers.input_layer import KerasTensor, Node
+
+        if args or kwargs:
+            raise TypeError(f"Layer \"{self.name}\": unexpected call arguments {args or ''} {sorted(kwargs) or ''}")
+        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(
+                f"Layer \"{self.name}\" was called on {type(inputs).__name__}: kandle does not implement calling "
+                "a layer on arrays yet (eager execution). Call it on kandle.Input(...) tensors to build a "
+                "functional Model, then use model.predict(x)."
+            )
+        shapes = [list(t.shape[1:]) for t in tensors]
+        out = _kandle.layer_output_shape(self._class_name, json.dumps(self._config), shapes)
+        node_index = len(self._inbound_nodes)
+        output = KerasTensor((None, *out), history=(self, node_index, 0), name=f"{self.name}_{node_index}")
+        self._inbound_nodes.append(Node(self, inputs if isinstance(inputs, (list, tuple)) else inputs, output))
+        return output
 
     # -- link to the compiled model ---------------------------------------------------------
-    def _attach(self, core, index):
-        self._model, self._index = core, index
+    def _attach(self, core):
+        self._model = core
 
     @property
     def built(self):
@@ -65,16 +91,25 @@ class Layer:
                 f"Layer \"{self.name}\" is not built yet: add it to a model with a known input shape "
                 "(input_shape=... on the first layer, or call the model on data)."
             )
-        return self._model.layer_info(self._index)
+        return self._model.layer_info(self.name)
 
     # -- Keras API ------------------------------------------------------------------------------
     @property
     def trainable(self):
-        return True
+        return self._config.get("trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, bool):
+            raise TypeError(f"Layer \"{self.name}\": `trainable` must be True or False, got {value!r}")
+        self._config["trainable"] = value
+        if self._model is not None:
+            self._model.set_trainable(self.name, value)
 
     @property
     def input_shape(self):
-        return (None, *self._info()[2])
+        shapes = [(None, *s) for s in self._info()[2]]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
@@ -92,7 +127,7 @@ class Layer:
         return self._info()[4]
 
     def get_weights(self):
-        return [] if self._model is None else self._model.layer_get_weights(self._index)
+        return [] if self._model is None else self._model.layer_get_weights(self.name)
 
     def set_weights(self, weights):
         current = self.get_weights()
@@ -110,13 +145,42 @@ class Layer:
                     f"shape {new.shape} (weight {i})."
                 )
         if arrays:
-            self._model.layer_set_weights(self._index, arrays)
+            self._model.layer_set_weights(self.name, arrays)
 
     @property
     def weights(self):
         return self.get_weights()
 
-    trainable_weights = weights
+    def _split(self):
+        """``(trainable, non-trainable)`` variables: all non-trainable once the layer is frozen."""
+        weights = self.get_weights()
+        if self._model is None:
+            return [], []
+        n_trainable, _ = self._model.layer_weight_counts(self.name)
+        if not self.trainable:
+            return [], weights
+        return weights[:n_trainable], weights[n_trainable:]
+
+    @property
+    def trainable_weights(self):
+        return self._split()[0]
+
+    @property
+    def non_trainable_weights(self):
+        return self._split()[1]
+
+    @property
+    def input(self):
+        return self._node(0).input_tensors[0] if len(self._node(0).input_tensors) == 1 else self._node(0).input_tensors
+
+    @property
+    def output(self):
+        return self._node(0).output
+
+    def _node(self, i):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer \"{self.name}\" has never been called and thus has no defined input/output.")
+        return self._inbound_nodes[i]
 
     def get_config(self):
         return dict(self._config)
@@ -124,7 +188,7 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("trainable", "data_format", "dilation_rate", "noise_shape"):
+        for key in ("data_format", "dilation_rate", "noise_shape", "dtype", "module", "registered_name"):
             config.pop(key, None)
         return cls(**config)
 

@@ -1,6 +1,6 @@
-"""Dense, Activation, Input and InputLayer."""
+"""Dense and Activation."""
 
-from kandle.layers.base import Layer, _identifier, _shape, _unsupported
+from kandle.layers.base import Layer, _identifier, _unsupported
 
 
 class Dense(Layer):
@@ -22,26 +22,3 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(activation=_identifier(activation, "activation"), **kwargs)
-
-
-class InputSpec:
-    """What ``Input(shape)`` returns: the per-sample shape a Sequential model starts from."""
-
-    def __init__(self, shape, name=None):
-        self.shape = (None, *shape)
-        self.name = name
-
-    def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, name={self.name}>"
-
-
-def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None, **kwargs):
-    if batch_shape is not None:
-        shape = tuple(batch_shape)[1:]
-    if shape is None:
-        raise ValueError("Input: please provide `shape` (the shape of one sample, without the batch axis)")
-    return InputSpec(_shape(shape, "Input"), name)
-
-
-def InputLayer(input_shape=None, batch_size=None, name=None, dtype=None, shape=None, **kwargs):
-    return Input(shape=shape if shape is not None else input_shape, name=name)

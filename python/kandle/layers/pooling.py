@@ -1,4 +1,4 @@
-"""MaxPooling2D (channels last)."""
+"""The pooling layers (channels last): MaxPooling2D, AveragePooling2D and the global poolings."""
 
 from kandle.layers.base import Layer
 
@@ -11,4 +11,22 @@ class MaxPooling2D(Layer):
                          **kwargs)
 
 
+class AveragePooling2D(MaxPooling2D):
+    _class_name = "AveragePooling2D"
+
+
+class GlobalMaxPooling2D(Layer):
+    _class_name = "GlobalMaxPooling2D"
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+
+
+class GlobalAveragePooling2D(GlobalMaxPooling2D):
+    _class_name = "GlobalAveragePooling2D"
+
+
 MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D

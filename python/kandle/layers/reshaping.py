@@ -1,4 +1,4 @@
-"""Flatten (channels-last order, so Keras Dense weights after it load unchanged)."""
+"""Flatten (channels-last order, so Keras Dense weights after it load unchanged) and ZeroPadding2D."""
 
 from kandle.layers.base import Layer
 
@@ -10,3 +10,10 @@ class Flatten(Layer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Flatten: data_format={data_format!r} is not supported; kandle is channels_last")
         super().__init__(**kwargs)
+
+
+class ZeroPadding2D(Layer):
+    _class_name = "ZeroPadding2D"
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(padding=padding, data_format=data_format, **kwargs)

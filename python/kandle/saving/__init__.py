@@ -107,26 +107,31 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
         return keras_import.load_model(path, kind, compile=compile)
     core, config, compile_config = _kandle.load_model(path, compile=bool(compile))
-    return _wrap(core, json.loads(config)["config"], None if compile_config is None else json.loads(compile_config))
+    return _wrap(core, json.loads(config), None if compile_config is None else json.loads(compile_config))
 
 
 def _wrap(core, config, compile_config):
-    """The Python ``Sequential`` around a core the Rust side built (layers attached by index)."""
+    """The Python model around a core the Rust side built (layers attached by name)."""
     from kandle import optimizers
     from kandle.layers import deserialize
-    from kandle.models.sequential import Sequential
+    from kandle.models import Model, Sequential
 
-    model = Sequential(name=config["name"])
-    model._input_shape = tuple(config["input_shape"])
-    model._core = core
-    for i, layer_config in enumerate(config["layers"]):
-        layer = deserialize(layer_config)
-        layer._attach(core, i)
-        model._layers.append(layer)
+    if config["class_name"] == "Sequential":
+        cfg = config["config"]
+        model = Sequential(name=cfg["name"])
+        model._input_shape = tuple(cfg["input_shape"])
+        model._core = core
+        for layer_config in cfg["layers"]:
+            layer = deserialize(layer_config)
+            layer._attach(core)
+            model._layers.append(layer)
+    else:
+        model = Model.from_config(config["config"])
+        model._use_core(core)
     if compile_config is not None:
         opt = optimizers.get(compile_config["optimizer"])
         loss, metrics = compile_config["loss"], list(compile_config["metrics"])
         model._compiled = (opt, loss, metrics)
         model.optimizer, model.loss = opt, loss
-        opt._bind(core)
+        opt._bind(model._core)
     return model

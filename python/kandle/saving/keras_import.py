@@ -83,8 +83,8 @@ def _layer(spec, path):
         raise _fail(path, f"layer '{name}' is a {class_name}, which kandle does not support "
                           f"(supported: {', '.join(sorted(layers._BY_NAME))})")
     _dtype_ok(name, config.get("dtype"), path)
-    if config.pop("trainable", True) is False:
-        warnings.warn(f"'{path}': layer '{name}' is frozen in Keras; kandle loads it as trainable", stacklevel=3)
+    if isinstance(spec.get("name"), str):
+        config["name"] = spec["name"]
     if isinstance(config.get("activation"), dict):  # a serialized function: {"config": "relu", ...}
         config["activation"] = config["activation"].get("config")
     for key in _LAYER_ONLY_KERAS:
@@ -95,11 +95,30 @@ def _layer(spec, path):
         raise _fail(path, f"layer '{name}' ({class_name}): {e}") from None
 
 
+def _functional(config, path):
+    """A functional model: its layers mapped as for a Sequential, then their calls replayed."""
+    from kandle.layers.input_layer import InputLayer
+    from kandle.models.model import Model
+
+    def make(spec):
+        if spec.get("class_name") == "InputLayer":
+            return InputLayer.from_config(spec.get("config") or {})
+        return _layer(spec, path)
+
+    try:
+        return Model._from_config(config.get("config") or {}, make)
+    except ValueError as e:
+        raise e if str(e).startswith("Could not load") else _fail(path, str(e)) from None
+
+
 def _sequential(config, path):
     from kandle.models.sequential import Sequential
 
+    if config.get("class_name") == "Functional":
+        return _functional(config, path)
     if config.get("class_name") != "Sequential":
-        raise _fail(path, f"its model is a {config.get('class_name')!r}; kandle loads Sequential models only")
+        raise _fail(path, f"its model is a {config.get('class_name')!r}; kandle loads Sequential and functional "
+                          "models only")
     cfg = config.get("config") or {}
     model = Sequential(name=cfg.get("name"))
     model.add(layers.Input(_input_shape(cfg, path)))

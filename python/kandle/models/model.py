@@ -1,0 +1,576 @@
+"""``Model``: Keras's model API over the Rust ``ModelCore``, and the functional construction
+``Model(inputs, outputs)``.
+
+Separation of concerns: this class turns Keras arguments into core calls (data as NumPy arrays,
+names, callbacks) and owns the callback protocol; the graph, the batch loops, the maths and the checks
+of shapes and values live in Rust, which runs them with the GIL released. A functional model's graph
+is recorded here from the user's layer calls (``kandle.layers.input_layer``), ordered as Keras 3's
+``map_graph`` orders it, and handed to the core once, as Keras's functional config.
+"""
+
+import json
+import math
+
+import numpy as np
+
+from kandle import _kandle, backend, losses, optimizers
+from kandle.callbacks import CallbackList
+from kandle.layers.input_layer import InputLayer, KerasTensor
+from kandle.utils.layer_utils import print_summary
+
+_NOT_COMPILED = "You must compile your model before training/testing. Use `model.compile(optimizer, loss)`."
+
+
+def _array(x, what):
+    """A NumPy view of user data; never a full-size conversion of a NumPy array (the core converts
+    per batch). Lists become arrays; object and string arrays are refused."""
+    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if a.dtype.kind in "OUSVMmc":
+        raise TypeError(f"`{what}` has dtype {a.dtype}; kandle needs numbers (float, int or bool arrays)")
+    if a.dtype.kind == "b":
+        a = a.view(np.uint8)
+    elif a.dtype == np.float16 or a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        a = a.astype(np.float32)
+    if a.ndim == 0:
+        raise ValueError(f"`{what}` must have a batch axis, got a scalar")
+    return a
+
+
+def _keras_tensors(value):
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return bool(items) and all(isinstance(t, KerasTensor) for t in items)
+
+
+class Model:
+    """``keras.Model``: ``Model(inputs, outputs, name=None)`` over symbolic tensors."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if kwargs:
+            raise TypeError(f"Model() got unexpected keyword argument(s): {sorted(kwargs)}")
+        self._init_state(name or backend.unique_name("functional"))
+        if inputs is None and outputs is None and type(self) is not Model:
+            raise NotImplementedError("kandle does not implement subclassed models (a Model with a call() method) yet; "
+                                      "build a functional Model(inputs, outputs) or a Sequential")
+        if inputs is None or outputs is None:
+            raise ValueError("Model(inputs, outputs): both `inputs` and `outputs` are required (symbolic tensors "
+                             "from kandle.Input and layer calls)")
+        self._build_functional(inputs, outputs)
+
+    def _init_state(self, name):
+        self.name = name
+        self._layers = []
+        self._core = None
+        self._compiled = None
+        self.optimizer = None
+        self.loss = None
+        self.stop_training = False
+        self.history = None
+        self._functional = None
+
+    # -- the functional graph -------------------------------------------------------------------
+    def _build_functional(self, inputs, outputs):
+        self._inputs_struct = inputs
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        for what, tensors in (("inputs", inputs), ("outputs", outs)):
+            if not _keras_tensors(tensors):
+                raise TypeError(f"Model: all `{what}` must be symbolic tensors (from kandle.Input and layer calls), "
+                                f"got {[type(t).__name__ for t in tensors]}")
+        for t in inputs:
+            if not isinstance(t._keras_history[0], InputLayer):
+                raise ValueError(f"Model inputs must come from kandle.Input(); {t} is the output of layer "
+                                 f"\"{t._keras_history[0].name}\"")
+        if len(outs) != 1:
+            raise ValueError(f"Model \"{self.name}\" has {len(outs)} outputs: kandle does not implement models with "
+                             "several outputs yet")
+        operations, nodes = _map_graph(inputs, outs)
+        self._layers = operations
+        self._functional = (inputs, outs[0], nodes)
+        self.inputs, self.outputs = inputs, outs
+        config = _functional_config(self.name, inputs, outs[0], operations, nodes)
+        core = _kandle.ModelCore.from_config(json.dumps(config))
+        self._adopt(core)
+
+    def _adopt(self, core):
+        """Attaches the layers to a freshly built core; a layer already built in another model brings
+        its current weights along (kandle's models do not share weights after that)."""
+        for layer in self._layers:
+            if isinstance(layer, InputLayer):
+                continue
+            previous = layer._model
+            if previous is not None and previous is not core:
+                weights = previous.layer_get_weights(layer.name)
+                if weights:
+                    core.layer_set_weights(layer.name, [np.ascontiguousarray(w, dtype=np.float32) for w in weights])
+            layer._attach(core)
+        self._core = core
+
+    def _use_core(self, core):
+        """Takes over a core built from the same config (a loaded file's: its weights, optimizer
+        state and random streams), in place of the one construction made."""
+        for layer in self._layers:
+            if not isinstance(layer, InputLayer):
+                layer._attach(core)
+        self._core = core
+
+    def _ensure_core(self, input_shapes=None):
+        return self._core
+
+    @property
+    def built(self):
+        return self._core is not None
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self._layers]}.")
+
+    @property
+    def input_shape(self):
+        shapes = [(None, *s) for s in self._core_or_fail().input_shapes()]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        return (None, *self._core_or_fail().output_shape())
+
+    def _core_or_fail(self):
+        core = self._ensure_core()
+        if core is None:
+            raise ValueError(f"Model \"{self.name}\" is not built yet")
+        return core
+
+    def count_params(self):
+        if self._core is None:
+            raise ValueError(f"You tried to call `count_params` on model \"{self.name}\", but the model isn't built.")
+        return self._core.count_params()
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False):
+        if self._core is None:
+            raise ValueError("This model has not yet been built. Build the model first by calling `build()` or "
+                             "by calling the model on a batch of data.")
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+
+    def _connected_to(self, layer):
+        """Keras's "Connected to" column: ``name[node][tensor]`` of each input of the layer's calls."""
+        if self._functional is None or isinstance(layer, InputLayer):
+            return []
+        nodes = self._functional[2]
+        out = []
+        for node in nodes.get(id(layer), []):
+            for t in node.input_tensors:
+                src, index, tensor = t._keras_history
+                out.append(f"{src.name}[{_node_index(nodes, src, index)}][{tensor}]")
+        return out
+
+    # -- calling the model --------------------------------------------------------------------------
+    def __call__(self, x, training=None, mask=None):
+        """On symbolic tensors: the model's graph replayed on them (its layers, so its weights, are
+        the same objects); on arrays: ``predict_on_batch``."""
+        if _keras_tensors(x):
+            if self._functional is None:
+                raise NotImplementedError("kandle does not implement calling a Sequential on symbolic tensors yet; "
+                                          "add its layers to the new model instead")
+            inputs, output, nodes = self._functional
+            given = list(x) if isinstance(x, (list, tuple)) else [x]
+            if len(given) != len(inputs):
+                raise ValueError(f"Model \"{self.name}\" expects {len(inputs)} input(s), got {len(given)}")
+            mapped = {id(t): g for t, g in zip(inputs, given)}
+            for layer in self._layers:
+                if isinstance(layer, InputLayer):
+                    continue
+                for node in nodes.get(id(layer), []):
+                    args = node.args
+                    new_args = [mapped[id(t)] for t in args] if isinstance(args, (list, tuple)) else mapped[id(args)]
+                    mapped[id(node.output)] = layer(new_args)
+            return mapped[id(output)]
+        if training:
+            raise ValueError("Calling a model with training=True is not supported; use fit or train_on_batch")
+        return self.predict_on_batch(x)
+
+    # -- weights ----------------------------------------------------------------------------
+    def get_weights(self):
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        counts = [len(layer.get_weights()) for layer in self._layers]
+        if len(weights) != sum(counts):
+            raise ValueError(f"You called `set_weights(weights)` on model \"{self.name}\" with a weight list of "
+                             f"length {len(weights)}, but the model was expecting {sum(counts)} weights.")
+        current = self.get_weights()
+        for i, (new, old) in enumerate(zip(weights, current)):
+            if np.shape(new) != old.shape:
+                raise ValueError(f"Weight {i} of model \"{self.name}\": expected shape {old.shape}, "
+                                 f"received {np.shape(new)}")
+        start = 0
+        for layer, n in zip(self._layers, counts):
+            layer.set_weights(weights[start:start + n])
+            start += n
+
+    @property
+    def weights(self):
+        return self.get_weights()
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    # -- saving (kandle.saving) -------------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        from kandle import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        from kandle import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite, **kwargs)
+
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+        from kandle import saving
+
+        saving.load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name, **kwargs)
+
+    # -- configuration ----------------------------------------------------------------------
+    def get_config(self):
+        """Keras 3's functional config: layers with their ``inbound_nodes``, ``input_layers``,
+        ``output_layers`` (written by the core from its graph)."""
+        return json.loads(self._core_or_fail().config_json())["config"]
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuilds layers from the config, then replays their calls."""
+        from kandle.layers import deserialize
+
+        return cls._from_config(config, deserialize)
+
+    @classmethod
+    def _from_config(cls, config, make_layer):
+        by_name, tensors = {}, {}
+        for spec in config["layers"]:
+            layer = make_layer(spec)
+            by_name[layer.name] = layer
+            if isinstance(layer, InputLayer):
+                tensors[(layer.name, 0)] = layer.output
+        pending = [s for s in config["layers"] if s.get("class_name") != "InputLayer"]
+        calls = [(s, i, node) for s in pending for i, node in enumerate(s.get("inbound_nodes") or [])]
+        while calls:
+            progressed, rest = False, []
+            for spec, i, node in calls:
+                args = _node_args(node)
+                refs = args if isinstance(args, list) else [args]
+                if all(tuple(r) in tensors for r in refs):
+                    name = spec.get("name") or spec["config"]["name"]
+                    value = [tensors[tuple(r)] for r in refs] if isinstance(args, list) else tensors[tuple(args)]
+                    tensors[(name, i)] = by_name[name](value)
+                    progressed = True
+                else:
+                    rest.append((spec, i, node))
+            if not progressed:
+                raise ValueError("Graph disconnected: some layer calls in the config read tensors nothing produces")
+            calls = rest
+
+        def roots(key):
+            v = config[key]
+            items = [v] if v and isinstance(v[0], str) else v
+            return [tensors[(r[0], r[1])] for r in items]
+
+        inputs, outputs = roots("input_layers"), roots("output_layers")
+        return cls(inputs=inputs if len(inputs) > 1 else inputs[0], outputs=outputs[0], name=config.get("name"))
+
+    def to_json(self, **kwargs):
+        return json.dumps({"class_name": self._class_name(), "config": self.get_config()}, **kwargs)
+
+    def _class_name(self):
+        return "Functional"
+
+    # -- compile ----------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
+                run_eagerly=None, steps_per_execution=None, jit_compile=None, **kwargs):
+        if loss is None:
+            raise ValueError("compile: `loss` is required (kandle trains with a loss by its Keras name)")
+        for key, value in (("loss_weights", loss_weights), ("weighted_metrics", weighted_metrics)):
+            if value is not None:
+                raise ValueError(f"compile: `{key}` is not supported yet")
+        opt = optimizers.get(optimizer)
+        metric_names = []
+        for m in metrics or []:
+            name = m if isinstance(m, str) else getattr(m, "__name__", None) or getattr(m, "name", None)
+            if not isinstance(name, str):
+                raise ValueError(f"Could not interpret metric identifier: {m!r}")
+            metric_names.append(name)
+        loss_name = losses.name_of(loss)
+        # Check names now, even before the model is built, as Keras does.
+        probe = _kandle.ModelCore("probe", [1])
+        probe.compile(json.dumps(opt._serialize()), loss_name, metric_names)
+        self._compiled = (opt, loss_name, metric_names)
+        self.optimizer, self.loss = opt, loss
+        if self._core is not None:
+            self._apply_compile()
+
+    def _apply_compile(self):
+        opt, loss_name, metric_names = self._compiled
+        self._core.compile(json.dumps(opt._serialize()), loss_name, metric_names)
+        opt._bind(self._core)
+
+    @property
+    def metrics_names(self):
+        if self._compiled is None:
+            return []
+        return self._core.metrics_names() if self._core is not None else ["loss"]
+
+    def _require_compiled(self):
+        if self._compiled is None:
+            raise RuntimeError(_NOT_COMPILED)
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _inputs(self, x, what="x"):
+        """The model's input arrays, in input order: one array, a list/tuple, or a dict by input name."""
+        if isinstance(x, dict):
+            core = self._core_or_fail()
+            names = core.input_names()
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"`{what}` is a dict without the model input(s) {missing}; its keys: {sorted(x)}")
+            return [_array(x[n], f"{what}['{n}']") for n in names]
+        if isinstance(x, (list, tuple)) and x and all(isinstance(a, np.ndarray) for a in x):
+            return [_array(a, f"{what}[{i}]") for i, a in enumerate(x)]
+        if x is None:
+            raise ValueError(f"`{what}` is required")
+        return [_array(x, what)]
+
+    def _prepare(self, x, what="x"):
+        xs = self._inputs(x, what)
+        self._ensure_core([a.shape[1:] for a in xs])
+        return xs
+
+    # -- training and inference ---------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1, nb_epoch=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"fit() got unexpected keyword argument(s): {sorted(kwargs)}")
+        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
+                           ("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if value is not None:
+                raise ValueError(f"fit: `{key}` is not supported yet")
+        if validation_freq != 1:
+            raise ValueError("fit: `validation_freq` other than 1 is not supported yet")
+        epochs = nb_epoch if nb_epoch is not None else epochs
+        self._require_compiled()
+        xs, y = self._prepare(x), _array(y, "y")
+        batch_size = _batch_size(batch_size)
+        val_xs = val_y = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                raise ValueError("validation_data: sample weights are not supported yet")
+            val_xs = self._inputs(validation_data[0], "validation_data x")
+            val_y = _array(validation_data[1], "validation_data y")
+            validation_split = 0.0
+        n = len(xs[0])
+        if any(len(a) != n for a in xs) or len(y) != n:
+            raise ValueError(f"Data cardinality is ambiguous: x sizes: {', '.join(str(len(a)) for a in xs)}, "
+                             f"y sizes: {len(y)}. Make sure all arrays contain the same number of samples.")
+        n_val = len(val_xs[0]) if val_xs is not None else n - int(math.floor(n * (1.0 - validation_split)))
+        n_train = n - (0 if val_xs is not None else n_val)
+        names = self._core.metrics_names()
+        do_validation = n_val > 0
+        verbose = 1 if verbose == "auto" else int(verbose)
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=int(epochs), steps=math.ceil(n_train / batch_size), samples=n_train,
+                           batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
+                           metrics=names + (["val_" + n for n in names] if do_validation else []))
+        self.stop_training = False
+        cbs.on_train_begin({})
+        try:
+            self._core.fit(xs, y, val_xs, val_y, float(validation_split), batch_size, int(epochs),
+                           int(initial_epoch), bool(shuffle), cbs, self)
+        finally:
+            cbs.on_train_end({})
+        self.history = cbs.history
+        return cbs.history
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False, **kwargs):
+        if sample_weight is not None:
+            raise ValueError("evaluate: `sample_weight` is not supported yet")
+        self._require_compiled()
+        xs, y = self._prepare(x), _array(y, "y")
+        batch_size = _batch_size(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
+                           steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
+        cbs.on_test_begin({})
+        values = self._core.evaluate(xs, y, batch_size, cbs)
+        names = self._core.metrics_names()
+        cbs.on_test_end(dict(zip(names, values)))
+        return _results(names, values, return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None, **kwargs):
+        xs = self._prepare(x)
+        batch_size = _batch_size(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
+                           steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
+        cbs.on_predict_begin({})
+        out = self._core.predict(xs, batch_size, cbs)
+        cbs.on_predict_end({})
+        return out
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, reset_metrics=True,
+                       return_dict=False):
+        if sample_weight is not None or class_weight is not None:
+            raise ValueError("train_on_batch: sample/class weights are not supported yet")
+        self._require_compiled()
+        xs, y = self._prepare(x), _array(y, "y")
+        return _results(self._core.metrics_names(), self._core.train_on_batch(xs, y), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require_compiled()
+        xs, y = self._prepare(x), _array(y, "y")
+        values = self._core.evaluate(xs, y, max(len(xs[0]), 1))
+        return _results(self._core.metrics_names(), values, return_dict)
+
+    def predict_on_batch(self, x):
+        xs = self._prepare(x)
+        return self._core.predict(xs, max(len(xs[0]), 1))
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _node_args(node):
+    """The input references of one ``inbound_nodes`` entry: ``[name, node]`` or a list of them."""
+    def ref(t):
+        if isinstance(t, dict):
+            return list(t["config"]["keras_history"][:2])
+        return list(t[:2])
+
+    if isinstance(node, dict):
+        arg = node["args"][0]
+        return [ref(t) for t in arg] if isinstance(arg, list) else ref(arg)
+    refs = [ref(t) for t in node]
+    return refs if len(refs) > 1 else refs[0]
+
+
+def _node_index(nodes, layer, index):
+    """A layer call's index among the model's own calls of that layer (Keras re-indexes them so)."""
+    if isinstance(layer, InputLayer):
+        return 0
+    calls = nodes.get(id(layer), [])
+    node = layer._inbound_nodes[index]
+    return calls.index(node) if node in calls else index
+
+
+def _map_graph(inputs, outputs):
+    """Keras 3's ``map_graph``: the operations (InputLayers included) in decreasing depth, ties in the
+    order the walk from the outputs first met them; and each layer's calls that the model uses, in
+    call order. A tensor the inputs do not reach is "Graph disconnected"."""
+    input_ids = {id(t) for t in inputs}
+    finished, in_progress, order, op_index = set(), set(), [], {}
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return
+        if id(node) in in_progress:
+            raise ValueError(f"The graph has a cycle through layer \"{layer.name}\"")
+        op_index.setdefault(id(layer), len(op_index))
+        in_progress.add(id(node))
+        if id(tensor) not in input_ids:
+            if isinstance(layer, InputLayer):
+                raise ValueError(
+                    f"Graph disconnected: cannot obtain value for tensor {tensor} at layer \"{layer.name}\". "
+                    f"The following previous layers were accessed without issue: {[o.name for o in seen]}")
+            for t in node.input_tensors:
+                visit(t)
+        finished.add(id(node))
+        in_progress.discard(id(node))
+        order.append(node)
+        seen.append(layer)
+
+    seen = []
+    for t in outputs:
+        visit(t)
+    node_depth, op_depth, ops = {}, {}, {}
+    for node in reversed(order):
+        depth = node_depth.setdefault(id(node), 0)
+        depth = max(depth, op_depth.get(id(node.layer), 0))
+        op_depth[id(node.layer)] = depth
+        ops[id(node.layer)] = node.layer
+        node_depth[id(node)] = depth
+        for t in node.input_tensors:
+            parent = t._keras_history[0]._inbound_nodes[t._keras_history[1]]
+            node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for t in inputs:
+        layer = t._keras_history[0]
+        if id(layer) not in op_depth:
+            op_depth[id(layer)] = 0
+            op_index[id(layer)] = -1
+            ops[id(layer)] = layer
+    operations = sorted(ops.values(), key=lambda op: (-op_depth[id(op)], op_index[id(op)]))
+    used = {id(n) for n in order}
+    calls = {id(op): [n for n in op._inbound_nodes if id(n) in used] for op in operations}
+    return operations, calls
+
+
+def _functional_config(name, inputs, output, operations, calls):
+    """Keras 3's functional config of the recorded graph (what the core builds from)."""
+    def tensor(t):
+        layer, index, tensor_index = t._keras_history
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": list(t.shape), "dtype": "float32",
+            "keras_history": [layer.name, _node_index(calls, layer, index), tensor_index]}}
+
+    layers = []
+    for op in operations:
+        if isinstance(op, InputLayer):
+            layers.append({"class_name": "InputLayer", "name": op.name, "config": op.get_config(), "inbound_nodes": []})
+            continue
+        inbound = []
+        for node in calls[id(op)]:
+            args = [tensor(t) for t in node.args] if isinstance(node.args, (list, tuple)) else tensor(node.args)
+            inbound.append({"args": [args], "kwargs": {}})
+        layers.append({"class_name": op._class_name, "name": op.name, "config": op.get_config(),
+                       "inbound_nodes": inbound})
+    names = [op.name for op in operations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"The name \"{duplicates[0]}\" is used {names.count(duplicates[0])} times in the model. "
+                         "All operation names should be unique.")
+    out_layer, out_index, out_tensor = output._keras_history
+    return {"class_name": "Functional", "config": {
+        "name": name, "trainable": True, "layers": layers,
+        "input_layers": [[t._keras_history[0].name, 0, 0] for t in inputs],
+        "output_layers": [[out_layer.name, _node_index(calls, out_layer, out_index), out_tensor]]}}
+
+
+def _batch_size(batch_size):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _results(names, values, return_dict):
+    values = [float(v) for v in values]
+    if return_dict:
+        return dict(zip(names, values))
+    return values[0] if len(values) == 1 else values
