@@ -43,62 +43,62 @@ fn seeded(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-fn normal(n: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn normal(n: usize, seed: u64) -> Vec<f64> {
     let mut r = seeded(seed);
     (0..n).map(|_| r.sample(StandardNormal)).collect()
 }
 
 /// Standard normal values pushed at least `margin` away from 0 (the kink of relu/elu/selu/abs).
-fn away_from_zero(n: usize, seed: u64, margin: f64) -> Vec<f64> {
+pub(crate) fn away_from_zero(n: usize, seed: u64, margin: f64) -> Vec<f64> {
     normal(n, seed).into_iter().map(|v| v.signum() * (margin + v.abs())).collect()
 }
 
-fn uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<f64> {
+pub(crate) fn uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<f64> {
     let mut r = seeded(seed);
     (0..n).map(|_| r.random_range(lo..hi)).collect()
 }
 
 /// A shuffled arithmetic progression centred on 0: all values distinct and at least 0.1 apart
 /// (far more than `EPS`), so no finite-difference step changes which input a max-pool window picks.
-fn distinct(n: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn distinct(n: usize, seed: u64) -> Vec<f64> {
     let mut v: Vec<f64> = (0..n).map(|i| (i as f64 - n as f64 / 2.0) * 0.1).collect();
     v.shuffle(&mut seeded(seed));
     v
 }
 
-fn tensor(data: Vec<f64>, shape: &[usize]) -> Tensor {
+pub(crate) fn tensor(data: Vec<f64>, shape: &[usize]) -> Tensor {
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
-fn var(data: Vec<f64>, shape: &[usize]) -> Var {
+pub(crate) fn var(data: Vec<f64>, shape: &[usize]) -> Var {
     Var::from_tensor(&tensor(data, shape)).unwrap()
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
+pub(crate) fn values(t: &Tensor) -> Vec<f64> {
     t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
 }
 
 /// `(batch, *per_sample)`.
-fn batched(batch: usize, per_sample: &[usize]) -> Vec<usize> {
+pub(crate) fn batched(batch: usize, per_sample: &[usize]) -> Vec<usize> {
     std::iter::once(batch).chain(per_sample.iter().copied()).collect()
 }
 
 /// Serialises `set_seed` + weight draws: tests run in parallel and share the global generator.
-static SEED_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static SEED_LOCK: Mutex<()> = Mutex::new(());
 
 /// Builds a layer in f64 with its weights drawn right after `rng::set_seed(seed)`.
-fn layer_with(class: &str, config: Value, input_shape: &[usize], seed: u64, dtype: DType) -> Box<dyn Layer> {
+pub(crate) fn layer_with(class: &str, config: Value, input_shape: &[usize], seed: u64, dtype: DType) -> Box<dyn Layer> {
     let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     rng::set_seed(seed);
     build(class, &config, &[input_shape.to_vec()], dtype).unwrap_or_else(|e| panic!("building {class} {config}: {e}"))
 }
 
-fn layer(class: &str, config: Value, input_shape: &[usize], seed: u64) -> Box<dyn Layer> {
+pub(crate) fn layer(class: &str, config: Value, input_shape: &[usize], seed: u64) -> Box<dyn Layer> {
     layer_with(class, config, input_shape, seed, DType::F64)
 }
 
 /// Keras's default bias is zeros; a random one makes the check see the bias's effect on activations.
-fn random_bias() -> Value {
+pub(crate) fn random_bias() -> Value {
     json!({"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.5}})
 }
 
@@ -121,7 +121,7 @@ pub(crate) fn layer_backward(l: &dyn Layer, xs: &[Tensor], r: &Tensor) -> Result
 }
 
 /// Checks a layer's training pass (`forward_train`, `backward`) on input `x`.
-fn check_layer(what: &str, l: &dyn Layer, x: &Var) {
+pub(crate) fn check_layer(what: &str, l: &dyn Layer, x: &Var) {
     check_layer_inputs(what, l, &[x]);
 }
 
@@ -141,7 +141,7 @@ pub(crate) fn check_layer_inputs(what: &str, l: &dyn Layer, xs: &[&Var]) {
 /// `backward(r)` returns (one entry per variable, in order; `None` means zero) matches central
 /// differences of `s`, element by element. `f` must be a deterministic function of the variables'
 /// current values. Also refuses a vacuous pass: every variable must receive some non-zero gradient.
-fn assert_gradients_match(
+pub(crate) fn assert_gradients_match(
     what: &str,
     vars: &[(&str, &Var)],
     f: impl Fn() -> Result<Tensor>,
@@ -651,7 +651,7 @@ fn check_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var) {
 }
 
 /// `(n, k)` soft labels: positive rows summing to 1.
-fn soft_labels(n: usize, k: usize, seed: u64) -> Tensor {
+pub(crate) fn soft_labels(n: usize, k: usize, seed: u64) -> Tensor {
     let mut v = uniform(n * k, 0.1, 1.0, seed);
     for row in v.chunks_mut(k) {
         let s: f64 = row.iter().sum();
@@ -660,7 +660,7 @@ fn soft_labels(n: usize, k: usize, seed: u64) -> Tensor {
     tensor(v, &[n, k])
 }
 
-fn one_hot(labels: &[usize], k: usize) -> Tensor {
+pub(crate) fn one_hot(labels: &[usize], k: usize) -> Tensor {
     let mut v = vec![0.0; labels.len() * k];
     for (i, &l) in labels.iter().enumerate() {
         v[i * k + l] = 1.0;
@@ -761,7 +761,7 @@ fn mean_absolute_error_gradient_at_zero_error_is_zero_as_in_tensorflow() {
 // ---------------------------------------------------------------------------------------------
 
 /// A compiled `Model` in `dtype` with weights drawn right after `rng::set_seed(seed)`.
-fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype: DType) -> Model {
+pub(crate) fn model(input: &[usize], layers: &[(&str, Value)], loss: Loss, seed: u64, dtype: DType) -> Model {
     let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     rng::set_seed(seed);
     let mut m = Model::with_dtype("check", input, dtype).unwrap();
@@ -782,13 +782,18 @@ fn small_cnn(dtype: DType) -> Model {
 }
 
 /// Checks the gradient of the batch-mean training loss for every weight of `m`.
-fn check_model(what: &str, m: &Model, x: &Tensor, y: &Tensor) {
+pub(crate) fn check_model(what: &str, m: &Model, x: &Tensor, y: &Tensor) {
+    check_model_inputs(what, m, std::slice::from_ref(x), y)
+}
+
+/// `check_model` for a model of several inputs.
+pub(crate) fn check_model_inputs(what: &str, m: &Model, xs: &[Tensor], y: &Tensor) {
     let weights = m.weights();
     let names: Vec<String> = (0..weights.len()).map(|i| format!("weight {i}")).collect();
     let vars: Vec<(&str, &Var)> = names.iter().map(String::as_str).zip(weights).collect();
-    let f = || Ok(m.gradients(std::slice::from_ref(x), y)?.0);
+    let f = || Ok(m.gradients(xs, y)?.0);
     assert_gradients_match(what, &vars, f, |r| {
-        Ok(m.gradients(std::slice::from_ref(x), y)?.2.into_iter().map(|g| g.broadcast_mul(r).map(Some)).collect::<candle_core::Result<_>>()?)
+        Ok(m.gradients(xs, y)?.2.into_iter().map(|g| g.broadcast_mul(r).map(Some)).collect::<candle_core::Result<_>>()?)
     });
 }
 

@@ -20,6 +20,8 @@ pub mod training;
 
 #[cfg(test)]
 mod gradcheck;
+#[cfg(test)]
+mod gradcheck_graph;
 
 #[cfg(feature = "python")]
 mod py;

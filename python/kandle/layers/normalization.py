@@ -12,7 +12,13 @@ class BatchNormalization(Layer):
                  beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
         _unsupported("BatchNormalization", beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
                      beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
-        for key in ("renorm", "renorm_clipping", "renorm_momentum", "fused", "virtual_batch_size", "adjustment"):
+        # Keras 3 writes renorm=False, renorm_clipping=None, renorm_momentum=0.99 into every config;
+        # only turning renormalisation (or the Keras 2 options) on is refused.
+        if kwargs.pop("renorm", False):
+            raise ValueError("BatchNormalization: `renorm=True` is not supported by kandle yet")
+        kwargs.pop("renorm_clipping", None)
+        kwargs.pop("renorm_momentum", None)
+        for key in ("fused", "virtual_batch_size", "adjustment"):
             if kwargs.pop(key, None) not in (None, False):
                 raise ValueError(f"BatchNormalization: `{key}` is not supported by kandle yet")
         super().__init__(axis=axis, momentum=momentum, epsilon=epsilon, center=center, scale=scale,

@@ -196,12 +196,19 @@ class Model:
         return self.predict_on_batch(x)
 
     # -- weights ----------------------------------------------------------------------------
+    def _layer_weights(self, layer):
+        """A layer's weights in this model's core (a layer reused in a newer model is attached to
+        that one; this model keeps its own copy)."""
+        if self._core is None or isinstance(layer, InputLayer):
+            return layer.get_weights()
+        return self._core.layer_get_weights(layer.name)
+
     def get_weights(self):
-        return [w for layer in self._layers for w in layer.get_weights()]
+        return [w for layer in self._layers for w in self._layer_weights(layer)]
 
     def set_weights(self, weights):
         weights = list(weights)
-        counts = [len(layer.get_weights()) for layer in self._layers]
+        counts = [len(self._layer_weights(layer)) for layer in self._layers]
         if len(weights) != sum(counts):
             raise ValueError(f"You called `set_weights(weights)` on model \"{self.name}\" with a weight list of "
                              f"length {len(weights)}, but the model was expecting {sum(counts)} weights.")
@@ -212,7 +219,9 @@ class Model:
                                  f"received {np.shape(new)}")
         start = 0
         for layer, n in zip(self._layers, counts):
-            layer.set_weights(weights[start:start + n])
+            if n:
+                self._core.layer_set_weights(layer.name, [np.ascontiguousarray(w, dtype=np.float32)
+                                                          for w in weights[start:start + n]])
             start += n
 
     @property
@@ -271,9 +280,9 @@ class Model:
             for spec, i, node in calls:
                 args = _node_args(node)
                 refs = args if isinstance(args, list) else [args]
-                if all(tuple(r) in tensors for r in refs):
+                if all(r in tensors for r in refs):
                     name = spec.get("name") or spec["config"]["name"]
-                    value = [tensors[tuple(r)] for r in refs] if isinstance(args, list) else tensors[tuple(args)]
+                    value = [tensors[r] for r in refs] if isinstance(args, list) else tensors[args]
                     tensors[(name, i)] = by_name[name](value)
                     progressed = True
                 else:
@@ -458,8 +467,8 @@ def _node_args(node):
     """The input references of one ``inbound_nodes`` entry: ``[name, node]`` or a list of them."""
     def ref(t):
         if isinstance(t, dict):
-            return list(t["config"]["keras_history"][:2])
-        return list(t[:2])
+            return tuple(t["config"]["keras_history"][:2])
+        return tuple(t[:2])
 
     if isinstance(node, dict):
         arg = node["args"][0]
