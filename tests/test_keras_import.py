@@ -126,12 +126,21 @@ def test_unsupported_settings_are_named(tmp_path):
         load_model(rewritten(tmp_path, half))
 
 
-def test_a_functional_model_is_refused(tmp_path):
+def test_a_functional_config_without_its_graph_is_refused(tmp_path):
+    # A Sequential's config relabelled: no inbound_nodes, input_layers or output_layers.
     def functional(config):
         config["class_name"] = "Functional"
 
-    with pytest.raises(ValueError, match=r"edited\.keras.*'Functional'.*Sequential models only"):
+    with pytest.raises(ValueError, match=r"edited\.keras.*functional config"):
         load_model(rewritten(tmp_path, functional))
+
+
+def test_an_unknown_model_class_is_refused(tmp_path):
+    def subclassed(config):
+        config["class_name"] = "MyModel"
+
+    with pytest.raises(ValueError, match=r"edited\.keras.*'MyModel'.*Sequential and functional models only"):
+        load_model(rewritten(tmp_path, subclassed))
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.99])

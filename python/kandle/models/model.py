@@ -267,6 +267,9 @@ class Model:
 
     @classmethod
     def _from_config(cls, config, make_layer):
+        for key in ("layers", "input_layers", "output_layers"):
+            if key not in config:
+                raise ValueError(f"the functional config has no '{key}' (is it a Sequential's config?)")
         by_name, tensors = {}, {}
         for spec in config["layers"]:
             layer = make_layer(spec)

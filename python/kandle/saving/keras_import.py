@@ -1,5 +1,6 @@
 """Reading Keras 3 files: a ``.keras`` zip (``config.json`` + ``model.weights.h5``) becomes a kandle
-``Sequential`` with the same layers and weights, and a ``.weights.h5`` file loads into a built model.
+``Sequential`` or functional ``Model`` with the same layers, calls and weights, and a ``.weights.h5``
+file loads into a built model.
 
 Layer configs are mapped to kandle's layers of the same Keras names (an unsupported layer is named in
 the error); weights are read with h5py (needed only here) from ``layers/<group>/vars/<i>``, where Keras
@@ -109,6 +110,8 @@ def _functional(config, path):
         return Model._from_config(config.get("config") or {}, make)
     except ValueError as e:
         raise e if str(e).startswith("Could not load") else _fail(path, str(e)) from None
+    except (KeyError, TypeError, IndexError) as e:
+        raise _fail(path, f"its functional config is incomplete or malformed ({type(e).__name__}: {e})") from None
 
 
 def _sequential(config, path):
