@@ -4,15 +4,16 @@
     python notebooks/run.py [--out out/tutorial] [--timeout SECONDS] [--no-html] [--publish DIR]
                             [NOTEBOOK ...]
 
-Each notebook (default: 01_simple_nn then 02_simple_cnn, in that order, because chapter 2 loads chapter
-1's history) is executed with nbclient in a Jupyter kernel running this same Python, with the output
-folder as its working directory, so the history pickles the notebooks write (``simplenn_history.txt``,
-``scnn_history.txt``) land there too. Into the output folder go:
+Each notebook (default: 01_simple_nn, 02_simple_cnn then 03_resnet, in that order, because chapter 2
+loads chapter 1's history and chapter 3 loads both) is executed with nbclient in a Jupyter kernel
+running this same Python, with the output folder as its working directory, so the history pickles the
+notebooks write (``simplenn_history.txt``, ``scnn_history.txt``, ``resnet_history.txt``) land there
+too. Into the output folder go:
 
     <name>.ipynb                   the executed notebook, outputs and figures included
     <name>.html                    the same as HTML (when nbconvert is installed)
     figures/<name>/<figure>.png    every figure the notebook showed, named from the cell metadata
-    simplenn_history.txt, scnn_history.txt
+    simplenn_history.txt, scnn_history.txt, resnet_history.txt
     summary.json                   per notebook: wall time, per-cell times, the size knob it ran with,
                                    the model's parameter total, and per fit: each epoch's metrics and time
     RESULTS.md                     the article's printed figures next to this run's, with the figures
@@ -43,10 +44,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOTEBOOKS = ("01_simple_nn.ipynb", "02_simple_cnn.ipynb")
+NOTEBOOKS = ("01_simple_nn.ipynb", "02_simple_cnn.ipynb", "03_resnet.ipynb")
 KNOB_VARS = ("KANDLE_TUTORIAL_SAMPLES", "KANDLE_TUTORIAL_TEST_SAMPLES", "KANDLE_TUTORIAL_EPOCHS",
              "KANDLE_TUTORIAL_EXTRA_EPOCHS")
-HISTORY_FILES = {"01_simple_nn": "simplenn_history.txt", "02_simple_cnn": "scnn_history.txt"}
+HISTORY_FILES = {"01_simple_nn": "simplenn_history.txt", "02_simple_cnn": "scnn_history.txt",
+                 "03_resnet": "resnet_history.txt"}
 KERNEL_NAME = "kandle-tutorial"
 
 # What the article prints for chapter 2's CNN (its Keras 2 / TensorFlow run on the full data).
@@ -211,6 +213,7 @@ def results_markdown(summary, fig_prefix="figures"):
     else:
         lines += ["", "Full data: 50,000 training and 10,000 test images of CIFAR-100, the article's epochs."]
     ch1, ch2 = summary["notebooks"].get("01_simple_nn"), summary["notebooks"].get("02_simple_cnn")
+    ch3 = summary["notebooks"].get("03_resnet")
     if ch2 and "scnn" in ch2["fits"]:
         fit = ch2["fits"]["scnn"]
         lines += ["", "## Chapter 2: the simple CNN, 10 epochs", "",
@@ -234,6 +237,13 @@ def results_markdown(summary, fig_prefix="figures"):
         fit = ch1["fits"]["snn"]
         lines += ["", "## Chapter 1: the simple dense network", "",
                   _epoch_table(fit["epochs"]), "", f"Time: {_per_epoch(fit)}."]
+    if ch3 and "resnet" in ch3["fits"]:
+        fit = ch3["fits"]["resnet"]
+        lines += ["", "## Chapter 3: ResNet50", "", _epoch_table(fit["epochs"]), ""]
+        note = f"Time: {_per_epoch(fit)}."
+        if ch3.get("total_params"):
+            note += f" Parameters: {ch3['total_params']:,} (the assignment's 64x64, 6-class model: 23,600,006)."
+        lines.append(note)
     lines += ["", "## Figures", ""]
     for stem, nb in summary["notebooks"].items():
         for fig in nb["figures"]:
@@ -286,7 +296,7 @@ def run_notebook(path, out_dir, timeout, html, echo):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", help="notebooks to run, in order (default: chapters 1 and 2)")
+    parser.add_argument("notebooks", nargs="*", help="notebooks to run, in order (default: chapters 1, 2 and 3)")
     parser.add_argument("--out", default=os.path.join("out", "tutorial"), help="output folder (default out/tutorial)")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     parser.add_argument("--no-html", action="store_true", help="don't write HTML copies")

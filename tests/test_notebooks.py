@@ -1,7 +1,8 @@
 """Executes the tutorial notebooks headless (nbclient, through ``notebooks/run.py``) on a small,
-class-balanced slice of the real CIFAR-100, chapter 1 then chapter 2 in one temporary folder, and checks
-what they produce: the history pickles (keys and lengths), the summaries' parameter totals, the figure
-files, the over-fitting run, RESULTS.md. About two minutes on two cores.
+class-balanced slice of the real CIFAR-100, chapter 1, chapter 2 then chapter 3 (ResNet50) in one
+temporary folder, and checks what they produce: the history pickles (keys and lengths), the summaries'
+parameter totals, the figure files, the over-fitting run, RESULTS.md. About 1.5 minutes on two idle cores
+(chapter 3 about 30 s of it; three minutes when the cores are busy).
 
 The dataset archive is found (never downloaded) through $KANDLE_TEST_CIFAR100, the ``shared/datasets``
 folder beside the checkout, or kandle's and Keras's caches; without it the execution tests skip.
@@ -22,6 +23,7 @@ NOTEBOOKS = ROOT / "notebooks"
 ARCHIVE = "cifar-100-python.tar.gz"
 SAMPLES, TEST_SAMPLES, EPOCHS, EXTRA_EPOCHS = 256, 128, 1, 1
 HISTORY_KEYS = {"loss", "acc", "mean_squared_error", "val_loss", "val_acc", "val_mean_squared_error"}
+STEMS = ("01_simple_nn", "02_simple_cnn", "03_resnet")
 NEEDED = ("nbclient", "nbformat", "ipykernel", "matplotlib", "seaborn", "pandas", "sklearn", "scipy", "PIL")
 
 
@@ -56,6 +58,36 @@ def test_notebook_is_the_article_ported(name):
     assert "np.interp(all_fpr" in sources and "scipy.interp" in sources  # the one forced fix, marked
     assert "metrics=['acc', 'mse']" in sources and "batch_size=32" in sources and "optimizer='sgd'" in sources
     assert "pickle.dump(" in sources
+
+
+def test_resnet_notebook_is_the_assignment_ported():
+    nb = _read("03_resnet.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.outputs for c in code), "commit the notebooks without outputs"
+    sources = "\n".join(c.source for c in code)
+    for line in sources.splitlines():
+        stripped = line.strip()
+        assert not stripped.startswith(("import keras", "from keras", "import tensorflow", "from tensorflow")), line
+    assert ("from kandle.layers import Flatten, Input, Add, Dense, Activation, ZeroPadding2D, BatchNormalization, "
+            "Flatten, Conv2D, AveragePooling2D, MaxPooling2D, GlobalMaxPooling2D, Dropout") in sources
+    assert "from kandle.models import Sequential, Model, load_model" in sources
+    knobs = [c for c in code if c.metadata.get("kandle", {}).get("size_knob")]
+    ch1_knob = next(c for c in _read("01_simple_nn.ipynb").cells if c.metadata.get("kandle", {}).get("size_knob"))
+    assert len(knobs) == 1 and knobs[0].source == ch1_knob.source  # chapter 1's knob, unchanged
+    # the assignment's code, with one marked change: the final pooling's padding
+    for needle in ("def identity_block(X, f, filters, stage, block):",
+                   "def convolutional_block(X, f, filters, stage, block, s = 2):",
+                   "def ResNet50(input_shape = (64, 64, 3), classes = 6):",
+                   "X = Add()([X, X_shortcut])", "model = Model(inputs = X_input, outputs = X, name='ResNet50')",
+                   "ResNet50(input_shape=(64, 64, 3), classes=6).summary()",
+                   "model = ResNet50(input_shape=(32, 32, 3), classes=100)",
+                   "metrics=['acc', 'mse']", "batch_size=32", "optimizer='adam'", "pickle.dump(",
+                   "open('simplenn_history.txt', 'rb')", "open('scnn_history.txt', 'rb')"):
+        assert needle in sources, needle
+    ports = [line for line in sources.splitlines() if "# kandle port:" in line]
+    assert len(ports) == 3, ports  # cv2, epochs=EPOCHS, and the pooling
+    assert any(line.strip().startswith('X = AveragePooling2D((2,2), name="avg_pool", padding=\'same\')')
+               for line in ports)
 
 
 def _knob_namespace(env, monkeypatch, n_train=1000, n_test=400):
@@ -120,20 +152,20 @@ def _executed(out, name):
     return nbformat.read(out / name, as_version=4)
 
 
-def test_both_notebooks_run_without_errors(run):
+@pytest.mark.parametrize("stem", STEMS)
+def test_notebook_runs_without_errors(run, stem):
     proc, out, summary = run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert list(summary["notebooks"]) == ["01_simple_nn", "02_simple_cnn"]
-    for stem in summary["notebooks"]:
-        assert summary["notebooks"][stem]["error"] is None
-        nb = _executed(out, stem + ".ipynb")
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert cell.execution_count is not None
-                assert not [o for o in cell.outputs if o.output_type == "error"]
-        assert nb.metadata["kernelspec"]["name"] == "python3"
-        if _has("nbconvert"):
-            assert (out / (stem + ".html")).stat().st_size > 10_000
+    assert list(summary["notebooks"]) == list(STEMS)
+    assert summary["notebooks"][stem]["error"] is None
+    nb = _executed(out, stem + ".ipynb")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.execution_count is not None
+            assert not [o for o in cell.outputs if o.output_type == "error"]
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    if _has("nbconvert"):
+        assert (out / (stem + ".html")).stat().st_size > 10_000
 
 
 def _has(module):
@@ -155,7 +187,7 @@ def _history(out, fname):
         return pickle.load(f)
 
 
-@pytest.mark.parametrize("fname", ["simplenn_history.txt", "scnn_history.txt"])
+@pytest.mark.parametrize("fname", ["simplenn_history.txt", "scnn_history.txt", "resnet_history.txt"])
 def test_history_pickles(run, fname):
     _, out, _ = run
     history = _history(out, fname)
@@ -175,6 +207,20 @@ def test_summaries_param_totals(run):
     assert "Total params: 6,850,792" in text
 
 
+def test_resnet_summaries_knob_and_fit(run):
+    _, out, summary = run
+    ch3 = summary["notebooks"]["03_resnet"]
+    assert ch3["size_knob"] == {"train_images": SAMPLES, "test_images": TEST_SAMPLES, "epochs": EPOCHS}
+    assert ch3["total_params"] == 23_792_612  # the last summary: the 32x32, 100-class model
+    text = "".join(o.get("text", "") for c in _executed(out, "03_resnet.ipynb").cells
+                   if c.cell_type == "code" for o in c.outputs)
+    assert "Total params: 23,600,006" in text  # the assignment's 64x64, 6-class model, as Keras counts it
+    assert "Total params: 23,792,612" in text and "Test Accuracy = " in text
+    assert [e["epoch"] for e in ch3["fits"]["resnet"]["epochs"]] == list(range(1, EPOCHS + 1))
+    for e in ch3["fits"]["resnet"]["epochs"]:
+        assert {"loss", "acc", "val_acc", "val_loss", "val_mean_squared_error", "seconds"} <= set(e)
+
+
 def test_fits_and_over_fitting_run(run):
     _, _, summary = run
     fits1, fits2 = summary["notebooks"]["01_simple_nn"]["fits"], summary["notebooks"]["02_simple_cnn"]["fits"]
@@ -186,20 +232,23 @@ def test_fits_and_over_fitting_run(run):
             assert {"loss", "acc", "val_acc", "val_loss", "val_mean_squared_error", "seconds"} <= set(e)
 
 
-def test_figure_files_written(run):
+@pytest.mark.parametrize("stem", STEMS)
+def test_figure_files_written(run, stem):
     _, out, summary = run
-    for stem in ("01_simple_nn", "02_simple_cnn"):
-        declared = [name for c in _read(stem + ".ipynb").cells
-                    for name in c.metadata.get("kandle", {}).get("figures", [])]
-        files = sorted(p.stem for p in (out / "figures" / stem).glob("*.png"))
-        assert sorted(declared) == files
-        for name in declared:
-            data = (out / "figures" / stem / (name + ".png")).read_bytes()
-            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
-        assert summary["notebooks"][stem]["figures"] == [f"figures/{stem}/{n}.png" for n in declared]
-    for name in ("compare_val_acc", "compare_val_loss", "compare_val_mse", "confusion_matrix", "roc", "roc_zoom",
-                 "more_accuracy", "more_loss"):
-        assert (out / "figures" / "02_simple_cnn" / (name + ".png")).exists()
+    declared = [name for c in _read(stem + ".ipynb").cells
+                for name in c.metadata.get("kandle", {}).get("figures", [])]
+    files = sorted(p.stem for p in (out / "figures" / stem).glob("*.png"))
+    assert sorted(declared) == files
+    for name in declared:
+        data = (out / "figures" / stem / (name + ".png")).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    assert summary["notebooks"][stem]["figures"] == [f"figures/{stem}/{n}.png" for n in declared]
+    expected = {"02_simple_cnn": ("compare_val_acc", "compare_val_loss", "compare_val_mse", "confusion_matrix",
+                                  "roc", "roc_zoom", "more_accuracy", "more_loss"),
+                "03_resnet": ("accuracy", "loss", "confusion_matrix", "compare_val_acc", "compare_val_loss",
+                              "compare_val_mse")}.get(stem, ())
+    for name in expected:
+        assert (out / "figures" / stem / (name + ".png")).exists()
 
 
 def test_results_markdown(run):
@@ -207,3 +256,5 @@ def test_results_markdown(run):
     text = (out / "RESULTS.md").read_text()
     assert "size knob" in text and "0.0233" in text and "6,850,792" in text
     assert "![02_simple_cnn confusion_matrix](figures/02_simple_cnn/confusion_matrix.png)" in text
+    assert "## Chapter 3: ResNet50" in text and "23,792,612" in text
+    assert "![03_resnet confusion_matrix](figures/03_resnet/confusion_matrix.png)" in text
