@@ -159,6 +159,22 @@ pub struct FitConfig {
     pub shuffle: bool,
 }
 
+impl FitConfig {
+    /// From the arguments as the user gave them (Python ints as i64): Keras runs no epoch when
+    /// `epochs <= initial_epoch` (a negative `epochs` included); a negative `initial_epoch` or a
+    /// batch size below 1 is an error.
+    pub fn new(batch_size: i64, epochs: i64, initial_epoch: i64, shuffle: bool) -> Result<Self> {
+        if batch_size < 1 {
+            return crate::value_err!("`batch_size` must be a positive integer, got {batch_size}");
+        }
+        if initial_epoch < 0 {
+            return crate::value_err!("`initial_epoch` must be a non-negative integer, got {initial_epoch}");
+        }
+        let epochs = epochs.max(initial_epoch);
+        Ok(FitConfig { batch_size: batch_size as usize, epochs: epochs as usize, initial_epoch: initial_epoch as usize, shuffle })
+    }
+}
+
 fn check_batch_size(batch_size: usize) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::Value("`batch_size` must be a positive integer, got 0".into()));

@@ -1,7 +1,7 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
 use super::{
-    bias_or_zeros, image, incompatible, new_var, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra,
+    bias_or_zeros, image, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra,
     Gradients, Layer, Saved, Shapes,
 };
 use crate::activations::Activation;
@@ -100,10 +100,10 @@ impl Conv2D {
         let (win, c) = conv_window(&cfg, &name, input_shape)?;
         let (kh, kw) = cfg.kernel_size;
         let f = cfg.filters;
-        let kernel_data = cfg.kernel_initializer.sample(kh * kw * c * f, kh * kw * c, kh * kw * f);
-        let kernel = new_var(kernel_data, &[kh, kw, c, f], dtype)?;
+        let (fan_in, fan_out) = (kh * kw * c, kh * kw * f);
+        let kernel = new_weight(&name, &cfg.kernel_initializer, &[kh, kw, c, f], (fan_in, fan_out), dtype)?;
         let bias = match cfg.use_bias {
-            true => Some(new_var(cfg.bias_initializer.sample(f, kh * kw * c, kh * kw * f), &[f], dtype)?),
+            true => Some(new_weight(&name, &cfg.bias_initializer, &[f], (fan_in, fan_out), dtype)?),
             false => None,
         };
         let shapes = Shapes::new(name, input_shape, vec![win.out_h, win.out_w, f]);

@@ -1,7 +1,7 @@
 //! Dense and Activation: the layers of a plain dense network.
 
 use super::{
-    bias_or_zeros, incompatible, new_var, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra, Grad,
+    bias_or_zeros, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra, Grad,
     Gradients, Layer, Saved, Shapes,
 };
 use crate::ops::linear::{self, linear};
@@ -83,9 +83,9 @@ impl Dense {
         let output_shape = dense_shape(&cfg, &name, input_shape)?;
         let fan_in = input_shape[input_shape.len() - 1];
         let units = cfg.units;
-        let kernel = new_var(cfg.kernel_initializer.sample(fan_in * units, fan_in, units), &[fan_in, units], dtype)?;
+        let kernel = new_weight(&name, &cfg.kernel_initializer, &[fan_in, units], (fan_in, units), dtype)?;
         let bias = match cfg.use_bias {
-            true => Some(new_var(cfg.bias_initializer.sample(units, fan_in, units), &[units], dtype)?),
+            true => Some(new_weight(&name, &cfg.bias_initializer, &[units], (fan_in, units), dtype)?),
             false => None,
         };
         Ok(Dense { cfg, shapes: Shapes::new(name, input_shape, output_shape), kernel, bias })

@@ -258,12 +258,29 @@ fn check_arity(e: &Entry, cfg: &Cfg, inputs: &[Vec<usize>]) -> Result<()> {
     }
 }
 
+/// The largest tensor (per sample) or weight kandle allocates, in elements (4 GiB of f32): past it a
+/// layer is refused with a ValueError, where the allocation would abort the process.
+pub const MAX_ELEMENTS: usize = 1 << 30;
+
+/// The element count of `shape`, or an error naming the layer when it passes `MAX_ELEMENTS`.
+pub(crate) fn checked_size(layer: &str, what: &str, shape: &[usize]) -> Result<usize> {
+    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_ELEMENTS => Ok(n),
+        _ => crate::value_err!(
+            "Layer \"{layer}\": its {what} of shape {shape:?} is too large (more than {MAX_ELEMENTS} elements)"
+        ),
+    }
+}
+
 /// The per-sample output shape of a call on inputs of these shapes; the errors building would give.
 pub fn output_shape(class_name: &str, config: &Value, inputs: &[Vec<usize>]) -> Result<Vec<usize>> {
     let e = entry(class_name)?;
     let cfg = Cfg::new(class_name, config)?;
     check_arity(e, &cfg, inputs)?;
-    (e.output_shape)(&cfg, inputs)
+    let out = (e.output_shape)(&cfg, inputs)?;
+    checked_size(cfg.name(), "output (per sample)", &out)?;
+    Ok(out)
 }
 
 /// Builds a layer for known per-sample input shapes.
@@ -271,6 +288,7 @@ pub fn build(class_name: &str, config: &Value, inputs: &[Vec<usize>], dtype: DTy
     let e = entry(class_name)?;
     let cfg = Cfg::new(class_name, config)?;
     check_arity(e, &cfg, inputs)?;
+    checked_size(cfg.name(), "output (per sample)", &(e.output_shape)(&cfg, inputs)?)?;
     let mut layer = (e.build)(&cfg, inputs, dtype)?;
     layer.shapes_mut().trainable = cfg.boolean("trainable", true)?;
     Ok(layer)
@@ -313,6 +331,12 @@ pub(crate) fn split_activation(act: Activation, activated: bool) -> (Option<Unar
         other if activated => (None, other),
         _ => (None, Activation::Linear),
     }
+}
+
+/// A weight of `shape` drawn from `init` (checked against `MAX_ELEMENTS` before anything is drawn).
+pub(crate) fn new_weight(layer: &str, init: &crate::initializers::Initializer, shape: &[usize], fans: (usize, usize), dtype: DType) -> Result<Var> {
+    let n = checked_size(layer, "weight", shape)?;
+    new_var(init.sample(n, fans.0, fans.1), shape, dtype)
 }
 
 /// Creates a weight variable from host data.

@@ -180,9 +180,9 @@ impl ModelCore {
         val_xs: Option<Vec<Bound<'_, PyAny>>>,
         val_y: Option<&Bound<'_, PyAny>>,
         validation_split: f64,
-        batch_size: usize,
-        epochs: usize,
-        initial_epoch: usize,
+        batch_size: i64,
+        epochs: i64,
+        initial_epoch: i64,
         shuffle: bool,
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
@@ -194,7 +194,7 @@ impl ModelCore {
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
         let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
         let vyb = vys.as_ref().map(|s| s.batches());
-        let cfg = FitConfig { batch_size, epochs, initial_epoch, shuffle };
+        let cfg = FitConfig::new(batch_size, epochs, initial_epoch, shuffle)?;
         let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
         py.detach(|| {
             let all = Dataset::new(refs(&xb), Some(yb.as_ref()))?;

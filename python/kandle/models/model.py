@@ -381,7 +381,9 @@ class Model:
                 raise ValueError(f"fit: `{key}` is not supported yet")
         if validation_freq != 1:
             raise ValueError("fit: `validation_freq` other than 1 is not supported yet")
-        epochs = nb_epoch if nb_epoch is not None else epochs
+        epochs = _int_arg("epochs", nb_epoch if nb_epoch is not None else epochs)
+        initial_epoch = _int_arg("initial_epoch", initial_epoch)
+        validation_split = _float_arg("validation_split", validation_split)
         self._require_compiled()
         xs, y = self._prepare(x), _array(y, "y")
         batch_size = _batch_size(batch_size)
@@ -404,14 +406,14 @@ class Model:
         do_validation = n_val > 0
         verbose = 1 if verbose == "auto" else int(verbose)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=int(epochs), steps=math.ceil(n_train / batch_size), samples=n_train,
+                           epochs=max(epochs, 0), steps=math.ceil(n_train / batch_size), samples=n_train,
                            batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
         self.stop_training = False
         cbs.on_train_begin({})
         try:
-            self._core.fit(xs, y, val_xs, val_y, float(validation_split), batch_size, int(epochs),
-                           int(initial_epoch), bool(shuffle), cbs, self)
+            self._core.fit(xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, bool(shuffle),
+                           cbs, self)
         finally:
             cbs.on_train_end({})
         self.history = cbs.history
@@ -573,12 +575,30 @@ def _functional_config(name, inputs, output, operations, calls):
         "output_layers": [[out_layer.name, _node_index(calls, out_layer, out_index), out_tensor]]}}
 
 
+# Larger counts behave exactly as this one (no run gets that far), so they are passed on as it.
+_HUGE = 2 ** 62
+
+
+def _int_arg(name, value):
+    """An integer argument as the core takes it: a TypeError in Keras's words for anything that is not
+    an integer; huge values clamped (they mean "forever" or "all at once" either way)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+    return int(max(min(int(value), _HUGE), -_HUGE))
+
+
+def _float_arg(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
 def _batch_size(batch_size):
     if batch_size is None:
         return 32
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+    return min(int(batch_size), _HUGE)
 
 
 def _results(names, values, return_dict):
