@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job: install kandle with its notebook extras into a virtual environment and run the
-# tutorial's chapter-1 (simple NN) and chapter-2 (simple CNN) notebooks headless on the full CIFAR-100.
+# tutorial's chapter-1 (simple NN), chapter-2 (simple CNN) and chapter-3 (ResNet50) notebooks headless on
+# the full CIFAR-100.
 #
 # Usage: bash scripts/tutorial.sh [extra notebooks/run.py arguments, e.g. --timeout 36000]
 #
 # Needs Python 3.10+ and a Rust toolchain (cargo): kandle is built from this checkout. Writes into
 # out/tutorial/ (or $KANDLE_TUTORIAL_OUT): the executed notebooks and their HTML, figures/*.png, the
-# history pickles (simplenn_history.txt, scnn_history.txt), summary.json and RESULTS.md.
+# history pickles (simplenn_history.txt, scnn_history.txt, resnet_history.txt), summary.json and RESULTS.md.
 # Environment: PYTHON (interpreter to create the venv with), KANDLE_TUTORIAL_VENV (default
 # .venv-tutorial, reused when present), KANDLE_TUTORIAL_SKIP_INSTALL=1 (use that venv as it is, e.g.
 # a development one), KANDLE_TUTORIAL_OUT, and the notebooks' size knob
@@ -69,6 +70,6 @@ for v in KANDLE_TUTORIAL_SAMPLES KANDLE_TUTORIAL_TEST_SAMPLES KANDLE_TUTORIAL_EP
     if [ -n "${!v:-}" ]; then echo "== size knob: $v=${!v} (not the full article)"; fi
 done
 
-echo "== running notebooks/01_simple_nn.ipynb then notebooks/02_simple_cnn.ipynb into $OUT"
+echo "== running notebooks/01_simple_nn.ipynb, 02_simple_cnn.ipynb and 03_resnet.ipynb into $OUT"
 export KANDLE_TUTORIAL_COMMAND="bash scripts/tutorial.sh${*:+ $*}"
 exec "$VENV/bin/python" notebooks/run.py --out "$OUT" "$@"

@@ -306,6 +306,22 @@ def test_model_to_dot_graph():
     assert "activation:|relu" in model_to_dot(model, show_layer_activations=True).to_string()
 
 
+def test_model_to_dot_draws_a_functional_graph():
+    pytest.importorskip("pydot")
+    from kandle.layers import Add, Input
+    from kandle.models import Model
+    from kandle.utils.vis_utils import model_to_dot
+
+    x = Input((4,), name="x")
+    a, b = Dense(3, name="a")(x), Dense(3, name="b")(x)
+    model = Model(x, Dense(2, name="out")(Add(name="sum")([a, b])))
+    dot = model_to_dot(model)
+    name_of = {n.get_name(): n.get_label().strip('"').split(":")[0] for n in dot.get_nodes()
+               if n.get_name() not in ("node", "graph", "edge")}
+    edges = sorted((name_of[e.get_source()], name_of[e.get_destination()]) for e in dot.get_edges())
+    assert edges == [("a", "sum"), ("b", "sum"), ("sum", "out"), ("x", "a"), ("x", "b")]
+
+
 def test_model_to_dot_unbuilt_model():
     pytest.importorskip("pydot")
     from kandle.utils.vis_utils import model_to_dot

@@ -61,12 +61,13 @@ def _shape_label(fn):
 
 def _layers_for_plot(model):
     """``(node_id, name, class_name, input_shape, output_shape, activation)`` for each node, the
-    input first (Keras 2 draws a Sequential's implicit ``<first layer>_input: InputLayer``)."""
+    input first (Keras 2 draws a Sequential's implicit ``<first layer>_input: InputLayer``; a
+    functional model lists its InputLayers itself)."""
     layers = list(getattr(model, "layers", []))
     if not layers:
         raise ValueError(f"Model {getattr(model, 'name', model)!r} has no layers to plot.")
     rows = []
-    if getattr(model, "built", False):
+    if getattr(model, "built", False) and getattr(model, "_functional", None) is None:
         shape = _shape_label(lambda: model.input_shape)
         rows.append((f"{id(model)}_input", f"{layers[0].name}_input", "InputLayer", shape, shape, None))
     for layer in layers:
@@ -85,7 +86,7 @@ def model_to_dot(model, show_shapes=False, show_layer_names=True, rankdir="TB", 
     """Converts a kandle model to a ``pydot.Dot`` graph (needs pydot; not Graphviz, until rendered).
 
     Args:
-        model: a kandle ``Sequential``.
+        model: a kandle ``Sequential`` (a chain) or functional ``Model`` (its graph).
         show_shapes: add each layer's input and output shapes.
         show_layer_names: label nodes ``name: ClassName`` (else ``ClassName``).
         rankdir: Graphviz direction, ``"TB"`` (top to bottom) or ``"LR"`` (left to right).
@@ -110,6 +111,8 @@ def model_to_dot(model, show_shapes=False, show_layer_names=True, rankdir="TB", 
         dot.set("dpi", dpi)
         dot.set_node_defaults(shape="record")
 
+    functional = getattr(model, "_functional", None) is not None
+    ids = {layer.name: str(id(layer)) for layer in model.layers}
     previous = None
     for node_id, name, class_name, in_shape, out_shape, activation in _layers_for_plot(model):
         label = f"{name}: {class_name}" if show_layer_names else class_name
@@ -122,7 +125,10 @@ def model_to_dot(model, show_shapes=False, show_layer_names=True, rankdir="TB", 
         if show_shapes:
             label = f"{label}\n|{{input:|output:}}|{{{{{in_shape}}}|{{{out_shape}}}}}"
         dot.add_node(pydot.Node(node_id, label=label))
-        if previous is not None:
+        if functional:  # an edge from every tensor a layer reads ("Connected to": name[node][tensor])
+            for source in model._connected_to(model.get_layer(name)):
+                dot.add_edge(pydot.Edge(ids[source.split("[")[0]], node_id))
+        elif previous is not None:
             dot.add_edge(pydot.Edge(previous, node_id))
         previous = node_id
     return dot
