@@ -62,7 +62,7 @@ impl AvgPool2d {
             // A sum divided by the count, as TensorFlow's AvgPool does (a window always holds a
             // cell of the image under TF's padding; a hand-built empty one gives 0, not NaN).
             let count = T::from(count.max(1)).unwrap();
-            o.iter_mut().for_each(|a| *a = *a / count);
+            o.iter_mut().for_each(|a| *a /= count);
         }
     }
 
@@ -80,11 +80,11 @@ impl AvgPool2d {
 
 impl AvgPool2dBackward {
     /// One image's input gradient (zeros on entry). Where windows do not overlap (stride at least
-    /// the pool size, as in the global pooling), each cell takes one window's share, so it is
-    /// stored rather than added.
+    /// the pool size, or a single window per axis as in the global pooling), each cell takes one
+    /// window's share, so it is stored rather than added.
     fn image<T: Elem>(&self, g: &[T], c: usize, dx: &mut [T], share: &mut [T]) {
-        let Window { in_w, kh, kw, sh, sw, .. } = self.win;
-        let disjoint = sh >= kh && sw >= kw;
+        let Window { in_w, kh, kw, sh, sw, out_h, out_w, .. } = self.win;
+        let disjoint = (out_h == 1 || sh >= kh) && (out_w == 1 || sw >= kw);
         for (g, (ys, xs)) in g.chunks_exact(c).zip(windows(&self.win)) {
             let inv = T::one() / T::from((ys.len() * xs.len()).max(1)).unwrap();
             share.iter_mut().zip(g).for_each(|(s, &g)| *s = g * inv);
@@ -218,9 +218,12 @@ mod tests {
         }
     }
 
-    /// (n, (h, w), c, pool, strides, same): odd sizes, stride below and above the pool size, a
-    /// window larger than the image ('same'), a single image, and the global window.
-    const CASES: [(usize, (usize, usize), usize, (usize, usize), (usize, usize), bool); 9] = [
+    /// `(n, (h, w), c, pool, strides, same)`.
+    type Case = (usize, (usize, usize), usize, (usize, usize), (usize, usize), bool);
+
+    /// Odd sizes, stride below and above the pool size, a window larger than the image ('same'),
+    /// a single image, and the global window.
+    const CASES: [Case; 9] = [
         (2, (7, 5), 3, (3, 3), (2, 2), true),
         (2, (7, 5), 3, (3, 3), (2, 2), false),
         (1, (6, 7), 5, (3, 2), (1, 1), true),

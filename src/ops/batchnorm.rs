@@ -8,6 +8,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use num_traits::ToPrimitive;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// What the training pass gives the caller, and what [`batch_norm_backward`] takes back.
@@ -44,6 +45,96 @@ fn rows_per_task(c: usize) -> usize {
     (PAR_CHUNK / c.max(1)).max(1)
 }
 
+/// Defines a row kernel compiled three times, for AVX-512 and for AVX2 where the CPU has them and
+/// for the SSE2 baseline the crate is built for, and picks one at run time. The loops vectorise
+/// across channels, so each channel's arithmetic, and its result, is the same in all three; the
+/// wider ones run the f64 statistics up to twice as fast.
+macro_rules! row_kernel {
+    ($(#[$doc:meta])* fn $name:ident<T: Elem>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name<T: Elem>($($arg: $ty),*) {
+            #[inline(always)]
+            fn body<T: Elem>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512<T: Elem>($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2<T: Elem>($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+row_kernel! {
+    /// Adds each row's `x - shift` and its square to `acc = [sums; sums of squares]`, in f64.
+    fn moment_rows<T: Elem>(x: &[T], shift: &[f64], acc: &mut [f64]) {
+        let (s, q) = acc.split_at_mut(shift.len());
+        for row in x.chunks_exact(shift.len()) {
+            for (((&v, &k), s), q) in row.iter().zip(shift).zip(s.iter_mut()).zip(q.iter_mut()) {
+                let d = wide(v) - k;
+                *s += d;
+                *q += d * d;
+            }
+        }
+    }
+}
+
+row_kernel! {
+    /// Adds each row's `dy * (x - mean)` and `dy` to `acc = [the first sums; the second]`, in f64.
+    fn grad_sum_rows<T: Elem>(dy: &[T], x: &[T], mean: &[f64], acc: &mut [f64]) {
+        let c = mean.len();
+        let (sx, sg) = acc.split_at_mut(c);
+        for (g, x) in dy.chunks_exact(c).zip(x.chunks_exact(c)) {
+            for ((((&g, &x), &mu), sx), sg) in g.iter().zip(x).zip(mean).zip(sx.iter_mut()).zip(sg.iter_mut()) {
+                let g = wide(g);
+                *sx += g * (wide(x) - mu);
+                *sg += g;
+            }
+        }
+    }
+}
+
+row_kernel! {
+    /// `y = (x - center) * scale + shift` row by row, writing every element of `y`.
+    fn affine_rows<T: Elem>(x: &[T], y: &mut [MaybeUninit<T>], coefficients: [&[T]; 3]) {
+        let [center, scale, shift] = coefficients;
+        let c = center.len();
+        for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for ((((y, &x), &a), &s), &b) in y.iter_mut().zip(x).zip(center).zip(scale).zip(shift) {
+                y.write((x - a) * s + b);
+            }
+        }
+    }
+}
+
+row_kernel! {
+    /// `dx = p * dy + q * (x - mean) + r` row by row, writing every element of `dx`.
+    fn input_grad_rows<T: Elem>(dy: &[T], x: &[T], dx: &mut [MaybeUninit<T>], coefficients: [&[T]; 4]) {
+        let [mean, p, q, r] = coefficients;
+        let c = mean.len();
+        for ((dx, g), x) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(x.chunks_exact(c)) {
+            let coefficients = mean.iter().zip(p).zip(q).zip(r);
+            for (((d, &g), &x), (((&mu, &p), &q), &r)) in dx.iter_mut().zip(g).zip(x).zip(coefficients) {
+                d.write(p * g + q * (x - mu) + r);
+            }
+        }
+    }
+}
+
 /// `width` per-channel sums over `m` rows: each task adds up a block of rows (`add(acc, rows)`),
 /// and the blocks' sums are added in block order, so the result is the same on any thread count.
 fn channel_sums(m: usize, c: usize, width: usize, add: impl Fn(&mut [f64], Range<usize>) + Sync) -> Vec<f64> {
@@ -59,6 +150,28 @@ fn channel_sums(m: usize, c: usize, width: usize, add: impl Fn(&mut [f64], Range
     partials.into_iter().reduce(add_partials).unwrap_or_else(|| vec![0.0; width])
 }
 
+/// A `(rows, c)` output of `len` elements, written block by block of rows in parallel by
+/// `fill(the block's element range, the block)`, which writes every element: the buffer is not
+/// zeroed first.
+fn rows_out<T: Elem>(len: usize, c: usize, fill: impl Fn(Range<usize>, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
+    super::linear::uninit(len, |p: *mut T| {
+        // SAFETY: `uninit` hands over room for `len` elements, which as `MaybeUninit` may hold
+        // anything; the row kernels write every element of every block.
+        let out = unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<T>>(), len) };
+        let block = rows_per_task(c) * c;
+        out.par_chunks_mut(block).enumerate().for_each(|(b, out)| fill(b * block..b * block + out.len(), out));
+    })
+}
+
+/// Refuses a tensor whose last axis is not `c` channels: the row kernels take whole rows of `c`,
+/// and [`rows_out`]'s kernels must write every element.
+fn channels_last(op: &str, l: &Layout, c: usize) -> Result<()> {
+    match l.dims().last() {
+        Some(&d) if d == c && c > 0 => Ok(()),
+        _ => candle_core::bail!("{op}: shape {:?} does not end in {c} channels", l.dims()),
+    }
+}
+
 /// `(m, c)` -> `(2, c)`: each channel's mean, then its biased variance. The sums are of `x -
 /// x[0]` and its square in f64: shifting by a sample keeps the sum of squares from cancelling when
 /// the mean is large against the spread, so one pass suffices.
@@ -72,20 +185,12 @@ impl Moments {
         let c = self.c;
         let m = x.len() / c;
         let shift: Vec<f64> = x[..c].iter().map(|&v| wide(v)).collect();
-        let sums = channel_sums(m, c, 2 * c, |acc, rows| {
-            let (s, q) = acc.split_at_mut(c);
-            for row in x[rows.start * c..rows.end * c].chunks_exact(c) {
-                for (((&v, &k), s), q) in row.iter().zip(&shift).zip(s.iter_mut()).zip(q.iter_mut()) {
-                    let d = wide(v) - k;
-                    *s += d;
-                    *q += d * d;
-                }
-            }
-        });
+        let sums = channel_sums(m, c, 2 * c, |acc, rows| moment_rows(&x[rows.start * c..rows.end * c], &shift, acc));
         let (s, q) = sums.split_at(c);
         let mf = m as f64;
         let mean = shift.iter().zip(s).map(|(k, s)| k + s / mf);
-        let var = s.iter().zip(q).map(|(s, q)| (q / mf - (s / mf) * (s / mf)).max(0.0));
+        // Round-off can take a constant channel's variance just below 0; NaN stays NaN.
+        let var = s.iter().zip(q).map(|(s, q)| q / mf - (s / mf) * (s / mf)).map(|v| if v < 0.0 { 0.0 } else { v });
         narrow(&mean.chain(var).collect::<Vec<f64>>())
     }
 }
@@ -96,12 +201,16 @@ impl CustomOp1 for Moments {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        channels_last(self.name(), l, self.c)?;
+        if l.shape().elem_count() == 0 {
+            candle_core::bail!("{}: an empty batch has no statistics", self.name());
+        }
         let out = float_map!(self.name(), s, l, |x| self.run(x));
         Ok((out, Shape::from((2, self.c))))
     }
 }
 
-/// `y = (x - center) * scale + shift`, per channel, in place of the input's shape.
+/// `y = (x - center) * scale + shift`, per channel, in the input's shape.
 #[derive(Clone, Debug)]
 struct Affine {
     center: Vec<f64>,
@@ -112,20 +221,8 @@ struct Affine {
 impl Affine {
     fn run<T: Elem>(&self, x: &[T]) -> Vec<T> {
         let c = self.center.len();
-        let mut y = vec![T::zero(); x.len()];
-        if y.is_empty() || c == 0 {
-            return y;
-        }
-        let (center, scale, shift) = (narrow::<T>(&self.center), narrow::<T>(&self.scale), narrow::<T>(&self.shift));
-        let block = rows_per_task(c) * c;
-        y.par_chunks_mut(block).zip(x.par_chunks(block)).for_each(|(y, x)| {
-            for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for ((((y, &x), &a), &s), &b) in y.iter_mut().zip(x).zip(&center).zip(&scale).zip(&shift) {
-                    *y = (x - a) * s + b;
-                }
-            }
-        });
-        y
+        let [center, scale, shift] = [&self.center, &self.scale, &self.shift].map(|v| narrow::<T>(v));
+        rows_out(x.len(), c, |span, y| affine_rows(&x[span], y, [&center, &scale, &shift]))
     }
 }
 
@@ -135,6 +232,7 @@ impl CustomOp1 for Affine {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        channels_last(self.name(), l, self.center.len())?;
         let out = float_map!(self.name(), s, l, |x| self.run(x));
         Ok((out, l.shape().clone()))
     }
@@ -149,17 +247,9 @@ struct GradSums {
 impl GradSums {
     fn run<T: Elem>(&self, dy: &[T], x: &[T]) -> Vec<T> {
         let c = self.mean.len();
-        let mean = &self.mean;
         let sums = channel_sums(x.len() / c, c, 2 * c, |acc, rows| {
-            let (sx, sg) = acc.split_at_mut(c);
             let span = rows.start * c..rows.end * c;
-            for (g, x) in dy[span.clone()].chunks_exact(c).zip(x[span].chunks_exact(c)) {
-                for ((((&g, &x), &mu), sx), sg) in g.iter().zip(x).zip(mean).zip(sx.iter_mut()).zip(sg.iter_mut()) {
-                    let g = wide(g);
-                    *sx += g * (wide(x) - mu);
-                    *sg += g;
-                }
-            }
+            grad_sum_rows(&dy[span.clone()], &x[span], &self.mean, acc)
         });
         narrow(&sums)
     }
@@ -171,6 +261,10 @@ impl CustomOp2 for GradSums {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("batch-norm backward: gradient {:?} for an input {:?}", l1.dims(), l2.dims());
+        }
+        channels_last(self.name(), l2, self.mean.len())?;
         let out = float_map!(self.name(), [g = (s1, l1), x = (s2, l2)], self.run(g, x));
         Ok((out, Shape::from((2, self.mean.len()))))
     }
@@ -189,21 +283,8 @@ struct InputGrad {
 impl InputGrad {
     fn run<T: Elem>(&self, dy: &[T], x: &[T]) -> Vec<T> {
         let c = self.mean.len();
-        let mut dx = vec![T::zero(); x.len()];
-        if dx.is_empty() || c == 0 {
-            return dx;
-        }
         let [mean, p, q, r] = [&self.mean, &self.p, &self.q, &self.r].map(|v| narrow::<T>(v));
-        let block = rows_per_task(c) * c;
-        dx.par_chunks_mut(block).zip(dy.par_chunks(block).zip(x.par_chunks(block))).for_each(|(dx, (dy, x))| {
-            for ((dx, g), x) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(x.chunks_exact(c)) {
-                let coefficients = mean.iter().zip(&p).zip(&q).zip(&r);
-                for (((d, &g), &x), (((&mu, &p), &q), &r)) in dx.iter_mut().zip(g).zip(x).zip(coefficients) {
-                    *d = p * g + q * (x - mu) + r;
-                }
-            }
-        });
-        dx
+        rows_out(x.len(), c, |span, dx| input_grad_rows(&dy[span.clone()], &x[span], dx, [&mean, &p, &q, &r]))
     }
 }
 
@@ -213,6 +294,10 @@ impl CustomOp2 for InputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("batch-norm backward: gradient {:?} for an input {:?}", l1.dims(), l2.dims());
+        }
+        channels_last(self.name(), l2, self.mean.len())?;
         let out = float_map!(self.name(), [g = (s1, l1), x = (s2, l2)], self.run(g, x));
         Ok((out, l1.shape().clone()))
     }
@@ -245,9 +330,10 @@ fn inv_std(var: &[f64], epsilon: f64) -> Vec<f64> {
     var.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect()
 }
 
-/// Training mode: normalises with the batch's own statistics, `y = gamma * (x - mean) / sqrt(var
-/// + epsilon) + beta` per channel (absent gamma is 1, absent beta 0). The statistics are of the
-/// whole batch, every axis but the last; an empty batch has none and is refused.
+/// Training mode: normalises with the batch's own statistics,
+/// `y = gamma * (x - mean) / sqrt(var + epsilon) + beta` per channel (absent gamma is 1, absent
+/// beta 0). The statistics are over every axis but the last; an empty batch has none and is
+/// refused.
 pub fn batch_norm_train(x: &Tensor, gamma: Option<&Tensor>, beta: Option<&Tensor>, epsilon: f64) -> Result<BnTrain> {
     let (m, c) = rows_and_channels(x, "batch-norm")?;
     if m == 0 {
@@ -502,5 +588,15 @@ mod tests {
         assert!(batch_norm_backward(&Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap(), &out, None, true).is_err());
         // A constant batch normalises to 0 (variance 0, no NaN).
         assert_eq!(flat(&out.y), [0.0; 12]);
+    }
+
+    #[test]
+    fn a_nan_input_makes_its_own_channel_statistics_nan() {
+        let mut x = numbers(12, 3);
+        x[4] = f64::NAN; // row 1, channel 1 of (4, 3)
+        let out = batch_norm_train(&tensor(&x, &[4, 3]), None, None, 1e-3).unwrap();
+        let (mean, var) = (flat(&out.mean), flat(&out.var));
+        assert!(mean[1].is_nan() && var[1].is_nan(), "{mean:?} {var:?}");
+        assert!([0, 2].iter().all(|&k| mean[k].is_finite() && var[k].is_finite()), "{mean:?} {var:?}");
     }
 }

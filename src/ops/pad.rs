@@ -5,6 +5,7 @@ use super::{float_map, Elem};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows added above and below and columns added left and right of every image; `crop` undoes it
 /// (the backward pass), taking the padded batch back to the unpadded one.
@@ -31,29 +32,42 @@ impl ZeroPad2d {
     }
 
     /// Copies every unpadded row to or from its place in the padded image, image by image in
-    /// parallel. The padded output starts as zeros, so only its interior is written.
+    /// parallel. Every output element is written once (the padding as zeros), so the output is not
+    /// zeroed first.
     fn run<T: Elem>(&self, x: &[T], n: usize, small: (usize, usize), big: (usize, usize), c: usize) -> Vec<T> {
         let (row, small_image, big_image) = (small.1 * c, small.0 * small.1 * c, big.0 * big.1 * c);
-        let mut out = vec![T::zero(); n * if self.crop { small_image } else { big_image }];
-        if row == 0 || small_image == 0 {
-            return out;
-        }
-        // Where row `y` of the unpadded image starts inside the padded one.
-        let at = |y: usize| ((y + self.top) * big.1 + self.left) * c;
-        if self.crop {
-            out.par_chunks_mut(small_image).zip(x.par_chunks(big_image)).for_each(|(out, img)| {
-                for (y, dst) in out.chunks_exact_mut(row).enumerate() {
-                    dst.copy_from_slice(&img[at(y)..][..row]);
-                }
-            });
-        } else {
-            out.par_chunks_mut(big_image).zip(x.par_chunks(small_image)).for_each(|(out, img)| {
-                for (y, src) in img.chunks_exact(row).enumerate() {
-                    out[at(y)..][..row].copy_from_slice(src);
-                }
-            });
-        }
-        out
+        let len = n * if self.crop { small_image } else { big_image };
+        let zero = MaybeUninit::new(T::zero());
+        let (left, big_row) = (self.left * c, big.1 * c);
+        super::linear::uninit(len, |p: *mut T| {
+            // SAFETY: `uninit` hands over room for `len` elements, which as `MaybeUninit` may hold
+            // anything; each branch below writes every one of them.
+            let out = unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<T>>(), len) };
+            if small_image == 0 {
+                // Nothing to copy: an empty crop, or padding around empty images.
+                out.fill(zero);
+            } else if self.crop {
+                out.par_chunks_mut(small_image).zip(x.par_chunks(big_image)).for_each(|(out, img)| {
+                    for (y, dst) in out.chunks_exact_mut(row).enumerate() {
+                        dst.write_copy_of_slice(&img[(y + self.top) * big_row + left..][..row]);
+                    }
+                });
+            } else {
+                out.par_chunks_mut(big_image).zip(x.par_chunks(small_image)).for_each(|(out, img)| {
+                    let (above, rest) = out.split_at_mut(self.top * big_row);
+                    let (rows, below) = rest.split_at_mut(small.0 * big_row);
+                    above.fill(zero);
+                    below.fill(zero);
+                    for (dst, src) in rows.chunks_exact_mut(big_row).zip(img.chunks_exact(row)) {
+                        let (l, rest) = dst.split_at_mut(left);
+                        let (mid, r) = rest.split_at_mut(row);
+                        l.fill(zero);
+                        mid.write_copy_of_slice(src);
+                        r.fill(zero);
+                    }
+                });
+            }
+        })
     }
 }
 
@@ -122,7 +136,11 @@ mod tests {
         out
     }
 
-    const CASES: [((usize, usize, usize, usize), [usize; 4]); 5] = [
+    /// `((n, h, w, c), [top, bottom, left, right])`.
+    type Case = ((usize, usize, usize, usize), [usize; 4]);
+
+    /// Padding on some sides only, none at all, a single image, one-pixel-wide images.
+    const CASES: [Case; 5] = [
         ((2, 3, 5, 3), [1, 2, 0, 3]),
         ((1, 4, 1, 1), [0, 0, 2, 1]),
         ((3, 1, 2, 5), [2, 0, 1, 0]),
