@@ -68,6 +68,48 @@ CHAPTER1_DENSE_NET = [
     ("Dense", (NUM_CLASSES,), {"activation": "softmax"}),
 ]
 
+
+
+def resnet50(K, classes=NUM_CLASSES):
+    """The deeplearning.ai assignment's ResNet50 (notebooks/03_resnet.ipynb) for 32x32 inputs, in
+    the Keras functional API that kandle and Keras share; the final 2x2 average pooling pads
+    ('same'), as the notebook's port does, since stage 5 ends on a 1x1 map at 32x32."""
+    L = K.layers
+
+    def block(x, f, filters, stage, name, s=None):
+        f1, f2, f3 = filters
+        shortcut = x
+        conv, bn = f"res{stage}{name}_branch", f"bn{stage}{name}_branch"
+        x = L.Conv2D(f1, (1, 1), strides=(s or 1, s or 1), name=conv + "2a")(x)
+        x = L.BatchNormalization(axis=3, name=bn + "2a")(x)
+        x = L.Activation("relu")(x)
+        x = L.Conv2D(f2, (f, f), padding="same", name=conv + "2b")(x)
+        x = L.BatchNormalization(axis=3, name=bn + "2b")(x)
+        x = L.Activation("relu")(x)
+        x = L.Conv2D(f3, (1, 1), name=conv + "2c")(x)
+        x = L.BatchNormalization(axis=3, name=bn + "2c")(x)
+        if s is not None:
+            shortcut = L.Conv2D(f3, (1, 1), strides=(s, s), name=conv + "1")(shortcut)
+            shortcut = L.BatchNormalization(axis=3, name=bn + "1")(shortcut)
+        return L.Activation("relu")(L.Add()([x, shortcut]))
+
+    inputs = L.Input(IMAGE_SHAPE)
+    x = L.ZeroPadding2D((3, 3))(inputs)
+    x = L.Conv2D(64, (7, 7), strides=(2, 2), name="conv1")(x)
+    x = L.BatchNormalization(axis=3, name="bn_conv1")(x)
+    x = L.Activation("relu")(x)
+    x = L.MaxPooling2D((3, 3), strides=(2, 2))(x)
+    for stage, filters, blocks, s in ((2, [64, 64, 256], 3, 1), (3, [128, 128, 512], 4, 2),
+                                      (4, [256, 256, 1024], 6, 2), (5, [512, 512, 2048], 3, 2)):
+        x = block(x, 3, filters, stage, "a", s=s)
+        for name in "bcdef"[:blocks - 1]:
+            x = block(x, 3, filters, stage, name)
+    x = L.AveragePooling2D((2, 2), padding="same", name="avg_pool")(x)
+    x = L.Flatten()(x)
+    x = L.Dense(classes, activation="softmax", name=f"fc{classes}")(x)
+    return K.models.Model(inputs, x, name="ResNet50")
+
+
 OPTIMIZER = ("SGD", {"learning_rate": 0.01})
 LOSS = "categorical_crossentropy"
 
@@ -78,10 +120,13 @@ CASES = {
     "cnn_predict_1": (TUTORIAL_CNN, "predict", 1, 20, "tutorial CNN, predict, one image"),
     "dense_train_b32": (CHAPTER1_DENSE_NET, "train", 32, 10,
                         "chapter-1 dense net, train_on_batch, batch 32"),
+    "resnet_train_b32": (resnet50, "train", 32, 2, "ResNet50 (32x32x3, 100 classes), train_on_batch, batch 32"),
+    "resnet_predict_b256": (resnet50, "predict", 256, 1, "ResNet50, predict, batch 256"),
 }
 WARMUP_STEPS = 3
 SETTLE_SECONDS = 1.0
-IMPLS = ("kandle", "keras", "torch")
+# kandle_base: kandle as built in another environment (``--base-python``), for before/after runs.
+IMPLS = ("kandle", "keras", "torch", "kandle_base")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,9 +159,12 @@ class KerasAPIRunner:
 
     def __init__(self, module, layer_list, what, batch):
         K = self.K = module
-        layers = [K.layers.Input(IMAGE_SHAPE)]
-        layers += [getattr(K.layers, cls)(*args, **kwargs) for cls, args, kwargs in layer_list]
-        self.model = K.models.Sequential(layers)
+        if callable(layer_list):
+            self.model = layer_list(K)
+        else:
+            layers = [K.layers.Input(IMAGE_SHAPE)]
+            layers += [getattr(K.layers, cls)(*args, **kwargs) for cls, args, kwargs in layer_list]
+            self.model = K.models.Sequential(layers)
         opt_cls, opt_cfg = OPTIMIZER
         self.model.compile(optimizer=getattr(K.optimizers, opt_cls)(**opt_cfg), loss=LOSS)
         self.what, self.batch = what, batch
@@ -187,7 +235,7 @@ class TorchRunner:
 def worker_versions(impl):
     import numpy as np
     v = {"python": platform.python_version(), "numpy": np.__version__}
-    if impl == "kandle":
+    if impl in ("kandle", "kandle_base"):
         import kandle
         v["kandle"] = getattr(kandle, "__version__", "?")
     elif impl == "keras":
@@ -211,7 +259,7 @@ def worker_main(impl):
     if impl == "keras":
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         import keras as module
-    elif impl == "kandle":
+    elif impl in ("kandle", "kandle_base"):
         import kandle as module
     else:
         module = None
@@ -335,21 +383,34 @@ def fmt_ratio(a, b):
 
 
 def run_benchmark(args, impls):
-    pythons = {"kandle": sys.executable, "keras": args.keras_python, "torch": args.torch_python}
+    pythons = {"kandle": sys.executable, "keras": args.keras_python, "torch": args.torch_python,
+               "kandle_base": args.base_python}
     results, versions = {}, {}
     os.makedirs(args.log_dir, exist_ok=True)
+    all_impls = impls
     for case in args.cases:
-        _, _, _, default_steps, desc = CASES[case]
+        model, _, _, default_steps, desc = CASES[case]
+        # bench.py has no PyTorch version of the functional models yet.
+        impls = [i for i in all_impls if not (i == "torch" and callable(model))]
         steps = max(1, round(default_steps * args.steps_scale))
         print(f"== {case}: {desc} ({args.rounds} rounds x {steps} steps)", flush=True)
         workers = {}
         try:
-            for impl in impls:
+            for impl in list(impls):
                 log = open(os.path.join(args.log_dir, f"{case}.{impl}.log"), "w")
                 w = workers[impl] = Worker(impl, pythons[impl], log)
                 versions.setdefault(impl, w.ask(cmd="info")["versions"])
                 t0 = time.perf_counter()
-                w.ask(cmd="setup", case=case, warmup=args.warmup)
+                try:
+                    w.ask(cmd="setup", case=case, warmup=args.warmup)
+                except RuntimeError as e:
+                    if impl != "kandle_base":
+                        raise
+                    # An older build may lack what the case needs (the functional API, a layer).
+                    print(f"   kandle_base: cannot run this case ({e}); measured without it", flush=True)
+                    workers.pop(impl).close()
+                    impls = [i for i in impls if i != impl]
+                    continue
                 print(f"   {impl}: built + {args.warmup} warm-up steps in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
             times = {impl: [] for impl in impls}
@@ -389,13 +450,21 @@ def write_report(path, args, impls, results, versions):
     ]
     for case, res in results.items():
         med = {i: res[i]["median"] if i in res else None for i in IMPLS}
-        rss = " / ".join(f"{res[i]['peak_rss_mib']:.0f}" if i in res else "—" for i in IMPLS)
+        rss = " / ".join(f"{res[i]['peak_rss_mib']:.0f}" if i in res else "—" for i in IMPLS[:3])
         lines.append(f"| {case} | {fmt_time(med['kandle'])} | {fmt_time(med['keras'])} | "
                      f"{fmt_time(med['torch'])} | {fmt_ratio(med['kandle'], med['keras'])} | "
                      f"{fmt_ratio(med['kandle'], med['torch'])} | {rss} |")
+    if "kandle_base" in impls:
+        lines += ["", f"Before/after: kandle against the build in `{args.base_python}` (kandle_base), "
+                  "in the same interleaved rounds.", "",
+                  "| case | kandle | kandle_base | kandle/kandle_base |", "| --- | ---: | ---: | ---: |"]
+        for case, res in results.items():
+            if "kandle_base" in res:
+                a, b = res["kandle"]["median"], res["kandle_base"]["median"]
+                lines.append(f"| {case} | {fmt_time(a)} | {fmt_time(b)} | {fmt_ratio(a, b)} |")
     lines += ["", "Cases:", ""]
     for case in results:
-        n = ", ".join(f"{i} n={results[case][i]['n']}" for i in impls)
+        n = ", ".join(f"{i} n={results[case][i]['n']}" for i in impls if i in results[case])
         lines.append(f"- `{case}`: {CASES[case][4]} ({n} timed steps)")
     lines += [
         "",
@@ -460,6 +529,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=WARMUP_STEPS)
     p.add_argument("--keras-python", default=os.path.join(KERAS_VENV, "bin", "python"))
     p.add_argument("--torch-python", default=os.path.join(TORCH_VENV, "bin", "python"))
+    p.add_argument("--base-python", default=None,
+                   help="an interpreter with another kandle build, measured as kandle_base (before/after)")
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--log-dir", default=os.path.join(ROOT, "target", "bench-logs"),
                    help="workers' stderr goes here, one file per case and implementation")
@@ -487,14 +558,17 @@ def main(argv=None):
         impls = ["kandle", "keras"]
         if can_import(args.torch_python, "torch"):
             impls.append("torch")
-    checks = {"kandle": (sys.executable, "kandle.models"),
-              "keras": (args.keras_python, "keras"), "torch": (args.torch_python, "torch")}
+    if args.base_python and "kandle_base" not in impls:
+        impls.append("kandle_base")
+    checks = {"kandle": (sys.executable, "kandle.models"), "keras": (args.keras_python, "keras"),
+              "torch": (args.torch_python, "torch"), "kandle_base": (args.base_python or "", "kandle.models")}
     for impl in impls:
         python, module = checks[impl]
         if not can_import(python, module):
             hint = {"kandle": "pip install . in this environment",
                     "keras": "python benches/bench.py --setup",
-                    "torch": "python benches/bench.py --setup --torch"}[impl]
+                    "torch": "python benches/bench.py --setup --torch",
+                    "kandle_base": "pip install another kandle build there and pass --base-python"}[impl]
             p.error(f"{impl}: {python} cannot import {module} ({hint}, or leave {impl} out "
                     "with --impl)")
 

@@ -66,8 +66,29 @@ impl CustomOp1 for Unary {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = float_map!(self.name(), s, l, |x| par_map(x, |v| self.f(v)));
+        let out = float_map!(self.name(), s, l, |x| self.map(x));
         Ok((out, l.shape().clone()))
+    }
+}
+
+/// Runs `$body` with `$op` bound to a constant variant, so that `f`/`df` inline without a
+/// per-element match (a match inside the loop made a separate ReLU pass ~10x slower than memory).
+macro_rules! each_unary {
+    ($u:expr, $op:ident => $body:expr) => {
+        match $u {
+            Unary::Relu => { const $op: Unary = Unary::Relu; $body }
+            Unary::Sigmoid => { const $op: Unary = Unary::Sigmoid; $body }
+            Unary::Tanh => { const $op: Unary = Unary::Tanh; $body }
+            Unary::Elu => { const $op: Unary = Unary::Elu; $body }
+            Unary::Selu => { const $op: Unary = Unary::Selu; $body }
+            Unary::Softplus => { const $op: Unary = Unary::Softplus; $body }
+        }
+    };
+}
+
+impl Unary {
+    fn map<T: Elem>(self, x: &[T]) -> Vec<T> {
+        each_unary!(self, OP => par_map(x, |v| OP.f(v)))
     }
 }
 
@@ -96,13 +117,13 @@ impl CustomOp2 for UnaryBackward {
         fn run<T: Elem>(op: Unary, y: &[T], g: &[T]) -> Vec<T> {
             use rayon::prelude::*;
             let mut out = vec![T::zero(); y.len()];
-            out.par_chunks_mut(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK))).for_each(
+            each_unary!(op, OP => out.par_chunks_mut(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK))).for_each(
                 |(o, (y, g))| {
                     for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                        *o = g * op.df(y);
+                        *o = g * OP.df(y);
                     }
                 },
-            );
+            ));
             out
         }
         let out = float_map!(self.name(), [y = (s1, l1), g = (s2, l2)], run(self.0, y, g));
