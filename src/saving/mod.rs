@@ -56,13 +56,13 @@ impl Keys {
         Keys { v1: c.meta.get("format_version").map(String::as_str) == Some("1") }
     }
 
-    /// `(i, k)`: layer `i`'s variable `k` (`weights()` then `state()`).
-    fn weight(&self, model: &Model, i: usize, k: usize) -> String {
-        let l = &model.layers()[i];
+    /// `(i, k)`: layer `i`'s variable `k` (`weights()` then `state()`), the layer called `name` in
+    /// the file.
+    fn weight(&self, model: &Model, i: usize, k: usize, name: &str) -> String {
         if self.v1 {
             return format!("layers/{i}/{k}");
         }
-        format!("layers/{}/{}", l.name(), l.weight_names().get(k).copied().unwrap_or("?"))
+        format!("layers/{name}/{}", model.layers()[i].weight_names().get(k).copied().unwrap_or("?"))
     }
 
     /// Slot `s` of trainable variable `j` (the optimizer's order), at layer `i`'s weight `k`.
@@ -103,7 +103,7 @@ fn base_contents(model: &Model, content: &str) -> Result<Contents> {
     c.meta.insert("model_config".into(), model_config(model).to_string());
     let keys = Keys { v1: false };
     for (i, k, w) in variables(model) {
-        c.tensors.insert(keys.weight(model, i, k), host(w.as_tensor())?);
+        c.tensors.insert(keys.weight(model, i, k, model.layers()[i].name()), host(w.as_tensor())?);
     }
     Ok(c)
 }
@@ -165,14 +165,15 @@ fn describe(layer: &dyn Layer) -> String {
 /// One layer's variables as `Model::set_layer_weights` takes them: `(data, shape)` each.
 type LayerWeights = Vec<(Vec<f32>, Vec<usize>)>;
 
-/// The file's layer weights, checked against `model` (count, names, shapes) before any is written.
-fn layer_weights(c: &Contents, model: &Model, path: &Path) -> Result<Vec<LayerWeights>> {
+/// The file's layer weights, checked against `model` (count, names, shapes) before any is written;
+/// `names` are the file's names of the model's layers, in order.
+fn layer_weights(c: &Contents, model: &Model, names: &[String], path: &Path) -> Result<Vec<LayerWeights>> {
     let keys = Keys::of(c);
     let mut out: Vec<LayerWeights> = vec![Vec::new(); model.layers().len()];
     let mut expected = std::collections::BTreeSet::new();
     for (i, k, var) in variables(model) {
         let layer = model.layers()[i].as_ref();
-        let key = keys.weight(model, i, k);
+        let key = keys.weight(model, i, k, &names[i]);
         let Some(t) = c.tensors.get(&key) else {
             return Err(corrupt(path, &format!("weight {k} of {} ('{key}') is missing", describe(layer))));
         };
@@ -278,7 +279,8 @@ pub fn load_model(path: &Path, compile: bool) -> Result<Model> {
         ));
     }
     let mut model = build(&c, path)?;
-    let weights = layer_weights(&c, &model, path)?;
+    let names: Vec<String> = model.layers().iter().map(|l| l.name().to_string()).collect();
+    let weights = layer_weights(&c, &model, &names, path)?;
     if compile {
         restore_training(&mut model, &c, path)?;
     }
@@ -321,28 +323,9 @@ pub fn load_weights(model: &mut Model, path: &Path) -> Result<()> {
             return Err(corrupt(path, &format!("its layer \"{name}\" is a {class} where this model has {}", describe(layer.as_ref()))));
         }
     }
-    // Read the file's tensors under the file's own layer names.
-    let keys = Keys::of(&c);
-    let mut weights = Vec::with_capacity(ours.len());
-    for (i, layer) in ours.iter().enumerate() {
-        let vars: Vec<&Var> = layer.weights().into_iter().chain(layer.state()).collect();
-        let names = layer.weight_names();
-        let mut values = Vec::new();
-        for (k, var) in vars.iter().enumerate() {
-            let key = if keys.v1 { format!("layers/{i}/{k}") } else { format!("layers/{}/{}", stored[i].0, names.get(k).copied().unwrap_or("?")) };
-            let t = c.tensors.get(&key).ok_or_else(|| corrupt(path, &format!("weight {k} of {} ('{key}') is missing", describe(layer.as_ref()))))?;
-            if t.shape != var.dims() {
-                return Err(corrupt(path, &format!("weight {k} of {} has shape {:?} in the file, expected {:?}", describe(layer.as_ref()), t.shape, var.dims())));
-            }
-            values.push((t.data.clone(), t.shape.clone()));
-        }
-        weights.push(values);
-    }
-    let expected: usize = weights.iter().map(Vec::len).sum();
-    let stored_count = c.tensors.keys().filter(|k| k.starts_with("layers/")).count();
-    if stored_count != expected {
-        return Err(corrupt(path, &format!("it holds {stored_count} layer tensors, this model has {expected}")));
-    }
+    // The file's tensors under the file's own layer names.
+    let names: Vec<String> = stored.into_iter().map(|(name, _)| name).collect();
+    let weights = layer_weights(&c, model, &names, path)?;
     c.verify(path)?;
     set_weights(model, &weights)
 }
