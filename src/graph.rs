@@ -11,6 +11,10 @@ use candle_core::DType;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
+/// A layer of a functional config before it is built: class, config, and each call's input
+/// histories `(layer, node_index)`.
+type LayerSpec = (String, Value, Vec<Vec<(String, usize)>>);
+
 /// One call of a layer: which layer, the tensors it reads, the tensor it makes.
 pub struct Node {
     pub layer: usize,
@@ -205,7 +209,7 @@ impl Graph {
         };
         let mut inputs = Vec::new();
         // Per layer (not InputLayer): class, config, and each call's input histories.
-        let mut specs: Vec<(String, Value, Vec<Vec<(String, usize)>>)> = Vec::new();
+        let mut specs: Vec<LayerSpec> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for l in layer_list {
             let class = l["class_name"].as_str().unwrap_or("");
@@ -288,7 +292,7 @@ impl Graph {
     fn visit(
         &mut self,
         at: &(String, usize),
-        specs: &[(String, Value, Vec<Vec<(String, usize)>>)],
+        specs: &[LayerSpec],
         layer_of: &HashMap<String, usize>,
         built: &mut [Option<Box<dyn Layer>>],
         tensor_of: &mut HashMap<(String, usize), usize>,

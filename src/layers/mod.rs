@@ -185,9 +185,14 @@ pub struct Entry {
     pub class_name: &'static str,
     pub arity: Arity,
     pub validate: fn(&Cfg) -> Result<Value>,
-    pub output_shape: fn(&Cfg, &[Vec<usize>]) -> Result<Vec<usize>>,
-    pub build: fn(&Cfg, &[Vec<usize>], DType) -> Result<Box<dyn Layer>>,
+    pub output_shape: ShapeFn,
+    pub build: BuildFn,
 }
+
+/// A family's output shape from its config and its inputs' per-sample shapes.
+pub type ShapeFn = fn(&Cfg, &[Vec<usize>]) -> Result<Vec<usize>>;
+/// A family's constructor.
+pub type BuildFn = fn(&Cfg, &[Vec<usize>], DType) -> Result<Box<dyn Layer>>;
 
 /// Every layer family kandle implements; Python's `kandle.layers` is checked against it.
 pub const REGISTRY: &[Entry] = &[

@@ -42,7 +42,7 @@ impl BnConfig {
             _ => cfg.int("axis", -1)?,
         };
         let epsilon = cfg.float("epsilon", 1e-3)?;
-        if !(epsilon > 0.0) {
+        if epsilon.is_nan() || epsilon <= 0.0 {
             return crate::value_err!("BatchNormalization: `epsilon` must be positive, got {epsilon}");
         }
         for key in ["beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"] {

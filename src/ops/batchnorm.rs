@@ -405,19 +405,8 @@ pub fn batch_norm_backward(dy: &Tensor, saved: &BnTrain, gamma: Option<&Tensor>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_data::{flat, numbers, tensor};
     use candle_core::Device;
-
-    fn numbers(len: usize, seed: usize) -> Vec<f64> {
-        (0..len).map(|i| (((i + seed) * 7919) % 1009) as f64 / 504.5 - 1.0).collect()
-    }
-
-    fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn flat(t: &Tensor) -> Vec<f64> {
-        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-    }
 
     fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         assert_eq!(got.len(), want.len(), "{what}");

@@ -136,6 +136,25 @@ impl Window {
     }
 }
 
+/// Deterministic data for the kernels' tests (shared by pad, avg_pool and batchnorm).
+#[cfg(test)]
+pub(crate) mod test_data {
+    use candle_core::{DType, Device, Tensor};
+
+    /// `len` values in [-1, 1), a different sequence per `seed`.
+    pub(crate) fn numbers(len: usize, seed: usize) -> Vec<f64> {
+        (0..len).map(|i| (((i + seed) * 7919) % 1009) as f64 / 504.5 - 1.0).collect()
+    }
+
+    pub(crate) fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
+        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
+    }
+
+    pub(crate) fn flat(t: &Tensor) -> Vec<f64> {
+        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Window;

@@ -103,19 +103,8 @@ pub fn zero_pad2d_backward(dy: &Tensor, top: usize, bottom: usize, left: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_data::{flat, numbers, tensor};
     use candle_core::{DType, Device};
-
-    fn numbers(len: usize, seed: usize) -> Vec<f64> {
-        (0..len).map(|i| (((i + seed) * 7919) % 1009) as f64 / 504.5 - 1.0).collect()
-    }
-
-    fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn flat(t: &Tensor) -> Vec<f64> {
-        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-    }
 
     /// The padded batch by its definition: entry (b, y, x, ch) is the input's (b, y - top, x -
     /// left, ch) where that lies inside the input, else 0.
