@@ -101,6 +101,8 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(saving::save_weights, m)?)?;
     m.add_function(wrap_pyfunction!(saving::load_weights, m)?)?;
     m.add_function(wrap_pyfunction!(saving::load_model, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::save_backup, m)?)?;
+    m.add_function(wrap_pyfunction!(saving::restore_backup, m)?)?;
     Ok(())
 }
 

@@ -33,3 +33,15 @@ pub fn load_model(py: Python<'_>, path: PathBuf, compile: bool) -> PyResult<(Mod
     let compiled = saving::compile_config(&model).map(|c| c.to_string());
     Ok((ModelCore::from_shared(SharedModel::new(model)), config, compiled))
 }
+
+/// `BackupAndRestore`: the model file plus the fit's progress (JSON from the callback), atomically.
+#[pyfunction]
+pub fn save_backup(py: Python<'_>, core: &ModelCore, path: PathBuf, progress: String) -> PyResult<()> {
+    Ok(py.detach(|| saving::backup::save_backup(&core.shared().read(), &path, &progress))?)
+}
+
+/// Restores a backup into the model (refused for another architecture or compile); its progress JSON.
+#[pyfunction]
+pub fn restore_backup(py: Python<'_>, core: &ModelCore, path: PathBuf) -> PyResult<String> {
+    Ok(py.detach(|| saving::backup::restore_backup(&mut core.shared().write(), &path))?)
+}

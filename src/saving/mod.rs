@@ -10,9 +10,11 @@
 //! `training_state` = JSON `{"iterations", "slots_per_variable", "variables", "shuffle_rng",
 //! "layer_rngs": {layer name: rng}}`. Tensors, float32 in Keras layouts: `layers/<layer>/<weight>`
 //! (`conv1/kernel`, `bn_conv1/moving_mean`) and `optimizer/<layer>/<weight>/<s>` (slot s).
+//! A `BackupAndRestore` backup is a model file with one more entry (`backup_progress`).
 //! Version 1 files (Sequential only, keyed by position: `layers/<i>/<k>`, `optimizer/<j>/<s>`)
 //! still load.
 
+pub mod backup;
 pub mod container;
 pub mod state;
 
@@ -116,6 +118,11 @@ pub fn save_weights(model: &Model, path: &Path) -> Result<()> {
 /// `model.save(path)`: everything `load_model` needs to predict identically and to resume `fit`:
 /// the model's shuffle stream and each Dropout layer's stream included.
 pub fn save_model(model: &Model, path: &Path, include_optimizer: bool) -> Result<()> {
+    container::write(path, &model_contents(model, include_optimizer)?)
+}
+
+/// What `save_model` writes.
+fn model_contents(model: &Model, include_optimizer: bool) -> Result<Contents> {
     let mut c = base_contents(model, "model")?;
     let mut training = json!({"shuffle_rng": state::rng_to_json(&model.shuffle_rng)});
     let layer_rngs: serde_json::Map<String, Value> = model
@@ -142,7 +149,7 @@ pub fn save_model(model: &Model, path: &Path, include_optimizer: bool) -> Result
         }
     }
     c.meta.insert("training_state".into(), training.to_string());
-    container::write(path, &c)
+    Ok(c)
 }
 
 fn json_entry(c: &Contents, key: &str, path: &Path) -> Result<Option<Value>> {

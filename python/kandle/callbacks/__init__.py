@@ -50,6 +50,7 @@ fit::
   ``optimizer.lr`` alias) and a settable ``history`` attribute.
 """
 
+from kandle.callbacks.backup_and_restore import BackupAndRestore
 from kandle.callbacks.callback import BaseLogger, Callback
 from kandle.callbacks.callback_list import CallbackList
 from kandle.callbacks.early_stopping import EarlyStopping, ReduceLROnPlateau
@@ -59,6 +60,7 @@ from kandle.callbacks.model_checkpoint import ModelCheckpoint
 from kandle.callbacks.progbar_logger import ProgbarLogger
 
 __all__ = [
+    "BackupAndRestore",
     "BaseLogger",
     "CSVLogger",
     "Callback",

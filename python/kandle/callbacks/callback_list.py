@@ -51,6 +51,11 @@ class CallbackList(Callback):
         """The `History` callback of this list (None if it has none); what fit returns."""
         return self._history
 
+    @property
+    def progbar(self):
+        """The `ProgbarLogger` of this list (None if it has none)."""
+        return self._progbar
+
     def append(self, callback):
         self.callbacks.append(callback)
         if self.model is not None:

@@ -117,6 +117,18 @@ class ProgbarLogger(Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._batch_update(batch, logs)
 
+    def show_restored_epoch(self, epoch, logs, seconds):
+        """An epoch that `BackupAndRestore` brought back, drawn as it ended (its logs, its seconds),
+        its header marked so that nobody takes it for one that ran now."""
+        if not self.verbose:
+            return
+        generic_utils.print_msg("Epoch %d/%d (restored from backup)" % (epoch + 1, self.epochs))
+        self._start_progbar(self.verbose, show_values=True)
+        if seconds is not None:
+            self.progbar.restart_clock(seconds)
+        self.seen = self.target or 0
+        self._finish(logs)
+
     def on_epoch_end(self, epoch, logs=None):
         self._finish(logs)
 

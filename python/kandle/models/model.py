@@ -15,6 +15,7 @@ import numpy as np
 
 from kandle import _kandle, backend, losses, optimizers
 from kandle.callbacks import CallbackList
+from kandle.callbacks.backup_and_restore import automatic_backup
 from kandle.layers.input_layer import InputLayer, KerasTensor
 from kandle.models.functional import _functional_config, _map_graph, _node_args, _node_index
 from kandle.utils.layer_utils import print_summary
@@ -406,19 +407,35 @@ class Model:
         names = self._core.metrics_names()
         do_validation = n_val > 0
         verbose = 1 if verbose == "auto" else int(verbose)
+        callbacks = automatic_backup(callbacks)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=max(epochs, 0), steps=math.ceil(n_train / batch_size), samples=n_train,
                            batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
         self.stop_training = False
+        self._initial_epoch, self._restored_epochs, self._fit_completed = None, (), False
         cbs.on_train_begin({})
         try:
+            if self._initial_epoch:  # set by BackupAndRestore, as in Keras
+                initial_epoch = max(initial_epoch, self._initial_epoch)
+            self._replay_restored(cbs)
             self._core.fit(xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, bool(shuffle),
                            cbs, self)
+            self._fit_completed = True
         finally:
+            self._initial_epoch, self._restored_epochs = None, ()
             cbs.on_train_end({})
         self.history = cbs.history
         return cbs.history
+
+    def _replay_restored(self, cbs):
+        """Epochs a BackupAndRestore brought back: into the History (so that a resumed fit's History
+        covers every epoch) and onto the progress bar, with the logs and seconds they had."""
+        for epoch, logs, seconds in self._restored_epochs:
+            if cbs.history is not None:
+                cbs.history.on_epoch_end(epoch, dict(logs))
+            if cbs.progbar is not None:
+                cbs.progbar.show_restored_epoch(epoch, logs, seconds)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, **kwargs):

@@ -171,6 +171,10 @@ class Progbar:
         elif self.verbose == 2 and finalize:
             _write(" - %.0fs" % (now - self._start) + self._metrics_text() + "\n")
 
+    def restart_clock(self, elapsed):
+        """Makes the bar report `elapsed` seconds as already spent (a restored epoch's time)."""
+        self._start = _now() - float(elapsed)
+
     def add(self, n, values=None):
         """Advances the bar by `n` steps."""
         self.update(self._seen_so_far + n, values)
