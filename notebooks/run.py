@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the tutorial notebooks headless and collects what they produce.
 
-    python notebooks/run.py [--out out/tutorial] [--timeout SECONDS] [--no-html] [--publish DIR]
+    python notebooks/run.py [--out out/tutorial] [--timeout SECONDS] [--no-html] [--publish DIR] [--fresh]
                             [NOTEBOOK ...]
 
 Each notebook (default: 01_simple_nn, 02_simple_cnn then 03_resnet, in that order, because chapter 2
@@ -21,6 +21,14 @@ too. Into the output folder go:
 The training progress bars are echoed to this console as the notebook runs. The notebooks' size knob
 (``KANDLE_TUTORIAL_SAMPLES``, ``KANDLE_TUTORIAL_TEST_SAMPLES``, ``KANDLE_TUTORIAL_EPOCHS``,
 ``KANDLE_TUTORIAL_EXTRA_EPOCHS``) is read from the environment; unset, they run the article in full.
+
+Runs resume. Every ``fit`` in a notebook backs itself up at each epoch end (``KANDLE_FIT_BACKUP_DIR``
+points kandle's automatic ``BackupAndRestore`` at ``<out>/backups/<notebook>``), and summary.json is
+written after each notebook. Run the same command again after an interruption: notebooks that finished
+with the same size knob are skipped, the interrupted one runs again from its first cell, its finished
+fits come back from their backups at once (weights and History) and the interrupted fit continues after
+its last completed epoch, so an interruption costs at most the epoch it hit. A notebook's backups are
+deleted once it has finished. ``--fresh`` forgets an earlier run in the output folder and starts over.
 
 ``--publish DIR`` also copies RESULTS.md and the figures it shows into DIR (e.g. ``notebooks``), which
 is how the committed notebooks/RESULTS.md is made from a full run; ``--report-only`` does that from an
@@ -102,7 +110,7 @@ def cell_seconds(cell):
     return round((parse(end) - parse(start)).total_seconds(), 3)
 
 
-_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$", re.M)
+_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)( \(restored from backup\))?\s*$", re.M)
 _TIME = re.compile(r"\]\s+-\s+(?:ETA:\s*)?(\d+(?:\.\d+)?)(ms|s|m|h)\b")
 _METRIC = re.compile(r"\s-\s([A-Za-z_][\w]*):\s+([-+0-9.eE]+|nan|inf)")
 
@@ -123,6 +131,8 @@ def parse_fit(text):
             continue
         last = lines[-1]
         record = {"epoch": int(m.group(1)), "of": int(m.group(2))}
+        if m.group(3):  # an epoch of an earlier, interrupted run, brought back by BackupAndRestore
+            record["restored"] = True
         t = _TIME.search(last)
         if t:
             record["seconds"] = _seconds(*t.groups())
@@ -192,12 +202,15 @@ def _epoch_table(epochs, article=None):
 def _per_epoch(fit):
     eps = [e["seconds"] for e in fit["epochs"] if "seconds" in e]
     wall = fit.get("cell_seconds")
-    n = len(fit["epochs"])
+    restored = sum(1 for e in fit["epochs"] if e.get("restored"))
+    n = len(fit["epochs"]) - restored  # the fit cell's wall time covers only the epochs run in it
     parts = []
     if eps:
         parts.append(f"{sum(eps) / len(eps):.0f} s per epoch by the progress bar")
     if wall and n:
         parts.append(f"{wall / n:.0f} s per epoch by the fit cell's wall time ({wall:.0f} s for {n} epochs)")
+    if restored:
+        parts.append(f"{restored} epoch(s) ran in an earlier, interrupted run and were restored from its backup")
     return "; ".join(parts) or "not recorded"
 
 
@@ -302,6 +315,8 @@ def main(argv=None):
     parser.add_argument("--no-html", action="store_true", help="don't write HTML copies")
     parser.add_argument("--quiet", action="store_true", help="don't echo the notebooks' output")
     parser.add_argument("--publish", metavar="DIR", help="also copy RESULTS.md and its figures into DIR")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget an earlier run in the output folder (its summary and fit backups)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild RESULTS.md (and --publish) from the output folder's summary.json")
     args = parser.parse_args(argv)
@@ -326,24 +341,58 @@ def main(argv=None):
     }
     if os.environ.get("KANDLE_TUTORIAL_COMMAND"):  # scripts/tutorial.sh names itself
         summary["command"] = os.environ["KANDLE_TUTORIAL_COMMAND"]
+    summary_path = os.path.join(out_dir, "summary.json")
+    backups = os.path.join(out_dir, "backups")
+    if args.fresh:
+        shutil.rmtree(backups, ignore_errors=True)
+    elif os.path.exists(summary_path):
+        summary = resumed_summary(summary, summary_path)
     failed = False
     with tempfile.TemporaryDirectory(prefix="kandle-kernel-") as tmp:
         install_kernel(tmp)
         for path in paths:
             stem = os.path.splitext(os.path.basename(path))[0]
+            done = summary["notebooks"].get(stem)
+            if done and done.get("error") is None and os.path.exists(os.path.join(out_dir, stem + ".ipynb")):
+                print(f"=== {stem}: finished in an earlier run ({done['seconds']:.0f} s), skipped", flush=True)
+                continue
+            os.environ["KANDLE_FIT_BACKUP_DIR"] = os.path.join(backups, stem)
             info = run_notebook(path, out_dir, args.timeout, not args.no_html, not args.quiet)
             summary["notebooks"][stem] = info
+            write_json(summary_path, summary)
             if info["error"]:
                 failed = True
                 print(f"{stem} failed: {info['error']}", file=sys.stderr)
                 break
+            shutil.rmtree(os.path.join(backups, stem), ignore_errors=True)
     summary["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(summary_path, summary)
     status = write_reports(summary, out_dir, args.publish, failed)
     print(f"outputs in {out_dir}: executed notebooks{'' if args.no_html else ' and HTML'}, figures/, "
           "history pickles, summary.json, RESULTS.md")
     return status
+
+
+def resumed_summary(summary, path):
+    """An earlier run's summary.json, continued: its finished notebooks are kept when they ran with the
+    size knob of this run (else the earlier run is forgotten), and this run is recorded as a resume."""
+    with open(path) as f:
+        earlier = json.load(f)
+    if earlier.get("environment", {}).get("size_knob_env") != summary["environment"]["size_knob_env"]:
+        print("=== the output folder holds a run with another size knob: starting over", flush=True)
+        return summary
+    earlier.setdefault("resumed", []).append(summary["started"])
+    earlier["environment"] = summary["environment"]
+    print(f"=== resuming the run started {earlier.get('started')} in this folder", flush=True)
+    return earlier
+
+
+def write_json(path, value):
+    """Atomically: a run killed while writing keeps the previous summary."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
 
 
 def write_reports(summary, out_dir, publish, failed):

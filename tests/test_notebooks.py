@@ -5,7 +5,11 @@ parameter totals, the figure files, the over-fitting run, RESULTS.md. About 1.5 
 (chapter 3 about 30 s of it; three minutes when the cores are busy).
 
 The dataset archive is found (never downloaded) through $KANDLE_TEST_CIFAR100, the ``shared/datasets``
-folder beside the checkout, or kandle's and Keras's caches; without it the execution tests skip.
+folder beside the checkout, or kandle's and Keras's caches; without it (or with
+KANDLE_TEST_CIFAR100=synthetic) the notebooks run on a small
+synthetic archive in the official format (``_synthetic_cifar``), so every machine executes them.
+The runner's resume path is checked too: a run killed (SIGKILL, kernel included) in the middle of a fit
+and started again ends with every epoch, the earlier ones restored from their backup.
 """
 
 import json
@@ -17,6 +21,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from _synthetic_cifar import write_cifar100_archive
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -35,6 +41,8 @@ def _read(name):
 def _find_archive():
     from kandle.utils.data_utils import kandle_home, keras_home
 
+    if os.environ.get("KANDLE_TEST_CIFAR100") == "synthetic":  # the synthetic archive even where the real one is
+        return None
     candidates = [os.environ.get("KANDLE_TEST_CIFAR100"), ROOT.parent / "shared" / "datasets" / ARCHIVE,
                   ROOT / "shared" / "datasets" / ARCHIVE, pathlib.Path(kandle_home()) / "datasets" / ARCHIVE,
                   pathlib.Path(keras_home()) / "datasets" / ARCHIVE]
@@ -129,22 +137,31 @@ def test_size_knob_takes_balanced_slices(monkeypatch):
 def run(tmp_path_factory):
     for mod in NEEDED:
         pytest.importorskip(mod)
-    archive = _find_archive()
-    if archive is None:
-        pytest.skip(f"no {ARCHIVE} (set KANDLE_TEST_CIFAR100, or put it in ../shared/datasets)")
     tmp = tmp_path_factory.mktemp("tutorial")
-    (tmp / "home" / "datasets").mkdir(parents=True)
-    os.symlink(archive, tmp / "home" / "datasets" / ARCHIVE)
+    env = _tutorial_env(tmp, SAMPLES, TEST_SAMPLES, EPOCHS, EXTRA_EPOCHS)
     out = tmp / "out"
-    env = dict(os.environ, KANDLE_HOME=str(tmp / "home"), KANDLE_TUTORIAL_SAMPLES=str(SAMPLES),
-               KANDLE_TUTORIAL_TEST_SAMPLES=str(TEST_SAMPLES), KANDLE_TUTORIAL_EPOCHS=str(EPOCHS),
-               KANDLE_TUTORIAL_EXTRA_EPOCHS=str(EXTRA_EPOCHS))
-    env.pop("KANDLE_TUTORIAL_COMMAND", None)
     proc = subprocess.run([sys.executable, str(NOTEBOOKS / "run.py"), "--out", str(out), "--quiet",
                            "--timeout", "600"], cwd=tmp, env=env, capture_output=True, text=True, timeout=1200)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return proc, out, summary
+
+
+def _tutorial_env(tmp, samples, test_samples, epochs, extra_epochs):
+    """The runner's environment: a KANDLE_HOME whose dataset cache holds the real archive when this
+    machine has one, else a synthetic one; the size knob."""
+    (tmp / "home" / "datasets").mkdir(parents=True)
+    archive = _find_archive()
+    if archive is None:
+        write_cifar100_archive(tmp / "home" / "datasets" / ARCHIVE)
+    else:
+        os.symlink(archive, tmp / "home" / "datasets" / ARCHIVE)
+    env = dict(os.environ, KANDLE_HOME=str(tmp / "home"), KANDLE_TUTORIAL_SAMPLES=str(samples),
+               KANDLE_TUTORIAL_TEST_SAMPLES=str(test_samples), KANDLE_TUTORIAL_EPOCHS=str(epochs),
+               KANDLE_TUTORIAL_EXTRA_EPOCHS=str(extra_epochs))
+    for var in ("KANDLE_TUTORIAL_COMMAND", "KANDLE_FIT_BACKUP_DIR"):
+        env.pop(var, None)
+    return env
 
 
 def _executed(out, name):
@@ -258,3 +275,43 @@ def test_results_markdown(run):
     assert "![02_simple_cnn confusion_matrix](figures/02_simple_cnn/confusion_matrix.png)" in text
     assert "## Chapter 3: ResNet50" in text and "23,792,612" in text
     assert "![03_resnet confusion_matrix](figures/03_resnet/confusion_matrix.png)" in text
+
+
+# ------------------------------------------------------------------------------ resuming a run
+def test_the_runner_resumes_an_interrupted_run(tmp_path):
+    """Chapter 1 with 12 epochs, killed with its kernel once its fit has backed up an epoch, then run
+    again: the run ends with all 12 epochs (those before the kill restored, not run again), the
+    history pickle whole, the backups gone; a third run skips the finished notebook."""
+    import signal
+    import time
+
+    for mod in NEEDED:
+        pytest.importorskip(mod)
+    epochs = 12
+    env = _tutorial_env(tmp_path, 256, 128, epochs, 1)
+    out = tmp_path / "out"
+    command = [sys.executable, str(NOTEBOOKS / "run.py"), "--out", str(out), "--quiet", "--no-html",
+               "--timeout", "600", str(NOTEBOOKS / "01_simple_nn.ipynb")]
+    backup = out / "backups" / "01_simple_nn" / "fit-01" / "backup.kandle"
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not backup.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # the runner and its kernel
+    first.wait(timeout=60)
+    assert backup.exists(), "the fit wrote no backup before the kill"
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    fit = summary["notebooks"]["01_simple_nn"]["fits"]["snn"]
+    assert [e["epoch"] for e in fit["epochs"]] == list(range(1, epochs + 1))
+    restored = [e["epoch"] for e in fit["epochs"] if e.get("restored")]
+    assert restored and restored == list(range(1, len(restored) + 1)) and len(restored) < epochs
+    for e in fit["epochs"]:
+        assert {"loss", "acc", "val_acc", "val_loss", "seconds"} <= set(e)
+    history = _history(out, "simplenn_history.txt")
+    assert all(len(history[k]) == epochs for k in HISTORY_KEYS)
+    assert not (out / "backups" / "01_simple_nn").exists()
+    third = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and "finished in an earlier run" in third.stdout
