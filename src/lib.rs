@@ -17,6 +17,7 @@ pub mod graph;
 pub mod model;
 pub mod saving;
 pub mod training;
+pub mod feed;
 
 #[cfg(test)]
 mod gradcheck;

@@ -129,24 +129,24 @@ impl SharedModel {
 }
 
 /// Sample-weighted running means of the step sums.
-struct Mean {
+pub(crate) struct Mean {
     names: Vec<String>,
     sums: Vec<f64>,
     count: usize,
 }
 
 impl Mean {
-    fn new(names: Vec<String>) -> Self {
+    pub(crate) fn new(names: Vec<String>) -> Self {
         let sums = vec![0.0; names.len()];
         Mean { names, sums, count: 0 }
     }
 
-    fn add(&mut self, sums: &[f64], n: usize) {
+    pub(crate) fn add(&mut self, sums: &[f64], n: usize) {
         self.sums.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
         self.count += n;
     }
 
-    fn logs(&self, prefix: &str) -> Logs {
+    pub(crate) fn logs(&self, prefix: &str) -> Logs {
         let n = self.count.max(1) as f64;
         self.names.iter().zip(&self.sums).map(|(k, s)| (format!("{prefix}{k}"), s / n)).collect()
     }
@@ -250,6 +250,12 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
         }
         Ok(())
     })
+}
+
+/// `fit`'s validation pass over arrays (no test callbacks; Ctrl-C noticed between batches).
+pub(crate) fn validate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<Logs> {
+    data.check(&shared.read())?;
+    evaluate_inner(shared, data, batch_size, hooks, true)
 }
 
 fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {

@@ -3,6 +3,7 @@
 
 mod arrays;
 mod error;
+mod feed;
 mod hooks;
 mod model;
 mod saving;

@@ -1,11 +1,13 @@
 //! `ModelCore`: the compiled half of `kandle.models.Model` and `Sequential`. Each method converts,
-//! releases the GIL for the work, and delegates to `crate::model` / `crate::training`. Layers are
+//! releases the GIL for the work, and delegates to `crate::model` / `crate::training` / `crate::feed`. Layers are
 //! addressed by name.
 
 use super::arrays::Source;
 use super::error::parse_json;
+use super::feed::PyFeed;
 use super::hooks::{Phase, PyHooks};
 use crate::data::BatchSource;
+use crate::feed::{self, FeedValidation};
 use crate::losses::Loss;
 use crate::model::Model;
 use crate::optimizers::Optimizer;
@@ -240,5 +242,54 @@ impl ModelCore {
             let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
             training::train_on_batch(&self.shared, &data)
         })?))
+    }
+
+    /// `fit` on batches from a Python adapter; validation from arrays or from another adapter.
+    #[pyo3(signature = (adapter, val_xs, val_y, val_adapter, batch_size, epochs, initial_epoch, callbacks=None, model=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit_feed(
+        &self,
+        py: Python<'_>,
+        adapter: Py<PyAny>,
+        val_xs: Option<Vec<Bound<'_, PyAny>>>,
+        val_y: Option<&Bound<'_, PyAny>>,
+        val_adapter: Option<Py<PyAny>>,
+        batch_size: i64,
+        epochs: i64,
+        initial_epoch: i64,
+        callbacks: Option<Py<PyAny>>,
+        model: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let vxs = val_xs.map(|v| sources(&v, "validation_data x")).transpose()?;
+        let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
+        let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
+        let vyb = vys.as_ref().map(|s| s.batches());
+        let cfg = FitConfig::new(batch_size, epochs, initial_epoch, false)?;
+        let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
+        let (mut train, mut val_feed) = (PyFeed::new(adapter), val_adapter.map(PyFeed::new));
+        py.detach(|| {
+            let validation = match (&vxb, &vyb, val_feed.as_mut()) {
+                (Some(vx), Some(vy), _) => FeedValidation::Data(Dataset::new(refs(vx), Some(vy.as_ref()))?),
+                (_, _, Some(f)) => FeedValidation::Feed(f),
+                _ => FeedValidation::None,
+            };
+            feed::fit(&self.shared, &mut train, validation, &cfg, &mut hooks)
+        })?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (adapter, callbacks=None))]
+    fn evaluate_feed(&self, py: Python<'_>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+        let mut hooks = PyHooks::new(callbacks, None, Phase::Test);
+        let mut data = PyFeed::new(adapter);
+        Ok(values(py.detach(|| feed::evaluate(&self.shared, &mut data, &mut hooks, false))?))
+    }
+
+    #[pyo3(signature = (adapter, callbacks=None))]
+    fn predict_feed<'py>(&self, py: Python<'py>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let mut hooks = PyHooks::new(callbacks, None, Phase::Predict);
+        let mut data = PyFeed::new(adapter);
+        let (out, shape) = py.detach(|| feed::predict(&self.shared, &mut data, &mut hooks))?;
+        out.into_pyarray(py).reshape(shape)
     }
 }

@@ -17,6 +17,7 @@ from kandle import _kandle, backend, losses, optimizers
 from kandle.callbacks import CallbackList
 from kandle.callbacks.backup_and_restore import automatic_backup
 from kandle.layers.input_layer import InputLayer, KerasTensor
+from kandle.models import data_adapter
 from kandle.models.functional import _functional_config, _map_graph, _node_args, _node_index
 from kandle.utils.layer_utils import print_summary
 
@@ -377,26 +378,28 @@ class Model:
             validation_freq=1, nb_epoch=None, **kwargs):
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword argument(s): {sorted(kwargs)}")
-        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
-                           ("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
             if value is not None:
-                raise ValueError(f"fit: `{key}` is not supported yet")
+                raise ValueError(f"kandle does not implement fit(`{key}`=...) yet")
         if validation_freq != 1:
-            raise ValueError("fit: `validation_freq` other than 1 is not supported yet")
+            raise ValueError("kandle does not implement fit(validation_freq=...) other than 1 yet")
         epochs = _int_arg("epochs", nb_epoch if nb_epoch is not None else epochs)
         initial_epoch = _int_arg("initial_epoch", initial_epoch)
         validation_split = _float_arg("validation_split", validation_split)
         self._require_compiled()
+        verbose = 1 if verbose == "auto" else int(verbose)
+        if data_adapter.is_feed(x):
+            return self._fit_feed(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                                  shuffle, initial_epoch, steps_per_epoch, validation_steps)
+        for key, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if value is not None:
+                raise ValueError(f"kandle does not implement fit(`{key}`=...) on arrays yet (it does on "
+                                 "generators, iterables of batches and PyDatasets)")
         xs, y = self._prepare(x), _array(y, "y")
         batch_size = _batch_size(batch_size)
         val_xs = val_y = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise ValueError("validation_data: sample weights are not supported yet")
-            val_xs = self._inputs(validation_data[0], "validation_data x")
-            val_y = _array(validation_data[1], "validation_data y")
+            val_xs, val_y = self._validation_arrays(validation_data)
             validation_split = 0.0
         n = len(xs[0])
         if any(len(a) != n for a in xs) or len(y) != n:
@@ -406,12 +409,46 @@ class Model:
         n_train = n - (0 if val_xs is not None else n_val)
         names = self._core.metrics_names()
         do_validation = n_val > 0
-        verbose = 1 if verbose == "auto" else int(verbose)
-        callbacks = automatic_backup(callbacks)
-        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=max(epochs, 0), steps=math.ceil(n_train / batch_size), samples=n_train,
-                           batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
+        cbs = CallbackList(automatic_backup(callbacks), add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=max(epochs, 0), steps=math.ceil(n_train / batch_size),
+                           samples=n_train, batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
+        return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit(
+            xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), cbs, self))
+
+    def _fit_feed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
+                  initial_epoch, steps_per_epoch, validation_steps):
+        """`fit` on a generator, an iterable of batches or a PyDataset (Keras 3's rules for them)."""
+        if y is not None:
+            raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as "
+                             "input: the batches carry their targets")
+        if validation_split:
+            raise ValueError("`validation_split` is only supported for NumPy arrays, not for a dataset, "
+                             "generator or PyDataset: pass validation_data instead")
+        train = data_adapter.Adapter(x, self, steps_per_epoch, shuffle=bool(shuffle))
+        val = val_xs = val_y = None
+        if validation_data is not None and data_adapter.is_feed(validation_data):
+            val = data_adapter.Adapter(validation_data, self, validation_steps, what="validation_data")
+        elif validation_data is not None:
+            val_xs, val_y = self._validation_arrays(validation_data)
+        try:
+            train.first_batch_shapes()
+            names = self._core.metrics_names()
+            do_validation = validation_data is not None
+            cbs = CallbackList(automatic_backup(callbacks), add_history=True, add_progbar=verbose != 0, model=self,
+                               verbose=verbose, epochs=max(epochs, 0), steps=train.num_batches(), samples=None,
+                               batch_size=batch_size, do_validation=do_validation,
+                               val_steps=None if val is None else val.num_batches(),
+                               metrics=names + (["val_" + n for n in names] if do_validation else []))
+            return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit_feed(
+                train, val_xs, val_y, val, _batch_size(batch_size), epochs, start, cbs, self))
+        finally:
+            train.close()
+            if val is not None:
+                val.close()
+
+    def _run_fit(self, cbs, initial_epoch, run):
+        """The callbacks around one call of the core's loop (`run(initial_epoch)`)."""
         self.stop_training = False
         self._initial_epoch, self._restored_epochs, self._fit_completed = None, (), False
         cbs.on_train_begin({})
@@ -419,14 +456,27 @@ class Model:
             if self._initial_epoch:  # set by BackupAndRestore, as in Keras
                 initial_epoch = max(initial_epoch, self._initial_epoch)
             self._replay_restored(cbs)
-            self._core.fit(xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, bool(shuffle),
-                           cbs, self)
+            run(initial_epoch)
             self._fit_completed = True
         finally:
             self._initial_epoch, self._restored_epochs = None, ()
             cbs.on_train_end({})
         self.history = cbs.history
         return cbs.history
+
+    def _feed(self, x, y, steps, targets):
+        if y is not None:
+            raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as input")
+        feed = data_adapter.Adapter(x, self, steps, targets=targets)
+        feed.first_batch_shapes()
+        return feed
+
+    def _validation_arrays(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val), a dataset, a generator or a PyDataset")
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            raise ValueError("kandle does not implement sample weights in validation_data yet")
+        return self._inputs(validation_data[0], "validation_data x"), _array(validation_data[1], "validation_data y")
 
     def _replay_restored(self, cbs):
         """Epochs a BackupAndRestore brought back: into the History (so that a resumed fit's History
@@ -442,21 +492,38 @@ class Model:
         if sample_weight is not None:
             raise ValueError("evaluate: `sample_weight` is not supported yet")
         self._require_compiled()
-        xs, y = self._prepare(x), _array(y, "y")
-        batch_size = _batch_size(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
-        cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
-                           steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
-        cbs.on_test_begin({})
-        values = self._core.evaluate(xs, y, batch_size, cbs)
+        if data_adapter.is_feed(x):
+            feed = self._feed(x, y, steps, targets=True)
+            cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose, steps=feed.num_batches(),
+                               samples=None, batch_size=batch_size)
+            cbs.on_test_begin({})
+            with feed:
+                values = self._core.evaluate_feed(feed, cbs)
+        else:
+            xs, y = self._prepare(x), _array(y, "y")
+            batch_size = _batch_size(batch_size)
+            cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
+                               steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
+            cbs.on_test_begin({})
+            values = self._core.evaluate(xs, y, batch_size, cbs)
         names = self._core.metrics_names()
         cbs.on_test_end(dict(zip(names, values)))
         return _results(names, values, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None, **kwargs):
+        verbose = 1 if verbose == "auto" else int(verbose)
+        if data_adapter.is_feed(x):
+            feed = self._feed(x, None, steps, targets=False)
+            cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose, steps=feed.num_batches(),
+                               samples=None, batch_size=batch_size)
+            cbs.on_predict_begin({})
+            with feed:
+                out = self._core.predict_feed(feed, cbs)
+            cbs.on_predict_end({})
+            return out
         xs = self._prepare(x)
         batch_size = _batch_size(batch_size)
-        verbose = 1 if verbose == "auto" else int(verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
                            steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
         cbs.on_predict_begin({})

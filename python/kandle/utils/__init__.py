@@ -3,6 +3,7 @@
 from kandle.utils.data_utils import get_file
 from kandle.utils.layer_utils import print_summary
 from kandle.utils.np_utils import normalize, to_categorical
+from kandle.utils.py_dataset import PyDataset, Sequence
 
 
 def set_random_seed(seed):

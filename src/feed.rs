@@ -1,0 +1,142 @@
+//! The `fit` / `evaluate` / `predict` loops over batches handed in one at a time (a Python
+//! generator, a `PyDataset`, any iterable of `(x, y)` batches) instead of arrays sampled by index.
+//! The feed owns the order and each pass's length (`steps_per_epoch` included); the loops own the
+//! steps, the checks of every batch, the running means and the callbacks, as `training`'s do.
+
+use crate::model::Model;
+use crate::training::{Control, Dataset, FitConfig, Hooks, Logs, Mean, SharedModel};
+use crate::Result;
+use candle_core::Tensor;
+
+/// One batch: a tensor per model input, and the targets (absent for `predict`).
+pub struct Batch {
+    pub xs: Vec<Tensor>,
+    pub y: Option<Tensor>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.xs.first().and_then(|x| x.dims().first().copied()).unwrap_or(0)
+    }
+
+    /// The model's input and target checks, per batch (a feed's batches may differ from each other).
+    fn check(&self, model: &Model, targets: bool) -> Result<()> {
+        let shapes: Vec<&[usize]> = self.xs.iter().map(|x| x.dims().get(1..).unwrap_or(&[])).collect();
+        model.check_inputs(&shapes)?;
+        let n = self.len();
+        if self.xs.iter().any(|x| x.dims().first() != Some(&n)) || self.y.as_ref().is_some_and(|y| y.dims().first() != Some(&n)) {
+            let sizes: Vec<String> = self.xs.iter().chain(&self.y).map(|t| t.dims().first().copied().unwrap_or(0).to_string()).collect();
+            return crate::value_err!("Data cardinality is ambiguous within a batch: sizes {}", sizes.join(", "));
+        }
+        match (&self.y, targets) {
+            (Some(y), true) => model.check_target(y.dims().get(1..).unwrap_or(&[])),
+            (None, true) => crate::value_err!("The batch has no targets: the data must yield (x, y) batches for training and evaluation"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the batches come from.
+pub trait Feed {
+    /// Starts a pass (epoch `epoch`; 0 for evaluate/predict).
+    fn begin(&mut self, epoch: usize) -> Result<()>;
+    /// The next batch of the pass, or None when it is over.
+    fn next(&mut self) -> Result<Option<Batch>>;
+}
+
+/// `fit`'s validation data when the training data is a feed.
+pub enum FeedValidation<'a> {
+    None,
+    Data(Dataset<'a>),
+    Feed(&'a mut dyn Feed),
+}
+
+/// Trains for `epochs - initial_epoch` passes over `train`. A pass that yields no batch at all ends
+/// training, as Keras does when its input runs out of data.
+pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+    let names = shared.read().metrics_names();
+    shared.exclusive(|| {
+        for epoch in cfg.initial_epoch..cfg.epochs {
+            train.begin(epoch)?;
+            let Some(first) = train.next()? else { break };
+            hooks.epoch_begin(epoch)?;
+            let mut mean = Mean::new(names.clone());
+            let mut stop = false;
+            let mut next = Some(first);
+            let mut step = 0;
+            while let Some(b) = next.take() {
+                hooks.batch_begin(step)?;
+                b.check(&shared.read(), true)?;
+                let y = b.y.as_ref().expect("checked");
+                let sums = shared.write().train_step(&b.xs, y)?;
+                mean.add(&sums, b.len());
+                if hooks.batch_end(step, b.len(), &mean.logs(""))? == Control::Stop {
+                    stop = true;
+                    break;
+                }
+                step += 1;
+                next = train.next()?;
+            }
+            let mut logs = mean.logs("");
+            let val_logs = match &mut val {
+                FeedValidation::None => None,
+                FeedValidation::Data(d) => Some(crate::training::validate(shared, d, cfg.batch_size, hooks)?),
+                FeedValidation::Feed(f) => Some(evaluate(shared, &mut **f, hooks, true)?),
+            };
+            if let Some(v) = val_logs {
+                logs.extend(v.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
+            }
+            if hooks.epoch_end(epoch, &logs)? == Control::Stop || stop {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Loss and metrics over one pass of `feed` (sample-weighted means); `validation`: inside `fit`,
+/// where no test callbacks run.
+pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
+    let mut mean = Mean::new(shared.read().metrics_names());
+    feed.begin(0)?;
+    let mut step = 0;
+    while let Some(b) = feed.next()? {
+        if validation {
+            hooks.poll()?;
+        } else {
+            hooks.batch_begin(step)?;
+        }
+        let model = shared.read();
+        b.check(&model, true)?;
+        let sums = model.test_step(&b.xs, b.y.as_ref().expect("checked"))?;
+        drop(model);
+        mean.add(&sums, b.len());
+        if !validation {
+            hooks.batch_end(step, b.len(), &mean.logs(""))?;
+        }
+        step += 1;
+    }
+    Ok(mean.logs(""))
+}
+
+/// Model outputs for one pass of `feed`, row-major, with the full output shape.
+pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
+    let mut out = Vec::new();
+    let mut rows = 0;
+    feed.begin(0)?;
+    let mut step = 0;
+    while let Some(b) = feed.next()? {
+        hooks.batch_begin(step)?;
+        let model = shared.read();
+        b.check(&model, false)?;
+        let yb = model.predict_batch(&b.xs)?;
+        drop(model);
+        out.extend(yb.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?);
+        rows += b.len();
+        hooks.batch_end(step, b.len(), &Vec::new())?;
+        step += 1;
+    }
+    let mut shape = vec![rows];
+    shape.extend_from_slice(shared.read().output_shape());
+    Ok((out, shape))
+}
