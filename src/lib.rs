@@ -12,6 +12,7 @@ pub mod layers;
 pub mod losses;
 pub mod metrics;
 pub mod optimizers;
+pub mod schedules;
 pub mod data;
 pub mod graph;
 pub mod model;

@@ -445,12 +445,31 @@ impl Model {
         let compiled = compiled.as_mut().expect("checked by target");
         let optimizer = &mut compiled.optimizer;
         optimizer.prepare(&refs)?;
-        let (loss, out) = backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
-            for (j, g) in grads.iter().enumerate() {
-                optimizer.update(first[i] + j, &vars[first[i] + j], g)?;
+        let (loss, out) = if optimizer.needs_all_gradients() {
+            // `global_clipnorm` scales the step's gradients by their joint norm: all of them first.
+            let mut all: Vec<(usize, Tensor)> = Vec::with_capacity(vars.len());
+            let result = backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
+                for (j, g) in grads.iter().enumerate() {
+                    let k = first[i] + j;
+                    all.push((k, g.value(vars[k].as_tensor())?));
+                }
+                Ok(())
+            })?;
+            let tensors: Vec<Tensor> = all.iter().map(|(_, g)| g.clone()).collect();
+            let scale = optimizer.global_scale(&tensors)?;
+            drop(tensors);
+            for (k, g) in all {
+                optimizer.update(k, &vars[k], &Grad::Value(g.affine(scale, 0.0)?))?;
             }
-            Ok(())
-        })?;
+            result
+        } else {
+            backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
+                for (j, g) in grads.iter().enumerate() {
+                    optimizer.update(first[i] + j, &vars[first[i] + j], g)?;
+                }
+                Ok(())
+            })?
+        };
         compiled.optimizer.finish_step();
         self.sums(&loss, &y, &out)
     }

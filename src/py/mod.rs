@@ -38,6 +38,13 @@ fn validate_optimizer(config_json: &str) -> PyResult<String> {
     Ok(serde_json::json!({"class_name": opt.class_name(), "config": opt.config()}).to_string())
 }
 
+/// A schedule's canonical serialized form (checked) and its learning rate at `step`.
+#[pyfunction]
+fn schedule_value(config_json: &str, step: u64) -> PyResult<(String, f64)> {
+    let s = crate::schedules::Schedule::from_json(&error::parse_json(config_json)?)?;
+    Ok((s.to_json().to_string(), s.at(step)))
+}
+
 /// `keras.utils.set_random_seed`.
 #[pyfunction]
 fn set_random_seed(seed: u64) {
@@ -93,6 +100,7 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::ModelCore>()?;
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule_value, m)?)?;
     m.add_function(wrap_pyfunction!(layer_class_names, m)?)?;
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;

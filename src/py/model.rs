@@ -156,7 +156,7 @@ impl ModelCore {
 
     #[getter]
     fn get_learning_rate(&self) -> Option<f64> {
-        self.shared.read().compiled().map(|c| c.optimizer.learning_rate)
+        self.shared.read().compiled().map(|c| c.optimizer.current_learning_rate())
     }
 
     #[setter]

@@ -426,6 +426,73 @@ def make_training(rng):
     return out
 
 
+S = keras.optimizers.schedules
+SCHEDULES = {
+    "exponential": S.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5),
+    "exponential_staircase": S.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5, staircase=True),
+    "inverse_time": S.InverseTimeDecay(0.05, decay_steps=2, decay_rate=0.7, staircase=True),
+    "piecewise": S.PiecewiseConstantDecay([2, 5], [0.1, 0.03, 0.01]),
+    "cosine": S.CosineDecay(0.08, decay_steps=5, alpha=0.1),
+    "cosine_warmup": S.CosineDecay(0.0, decay_steps=4, warmup_target=0.1, warmup_steps=3),
+    "polynomial": S.PolynomialDecay(0.1, decay_steps=4, end_learning_rate=0.01, power=2.0),
+}
+
+# Issue 12's optimizers, clipping, weight decay and schedules, on the training cases' models and data.
+OPTIMIZER_CASES = [
+    ("adamw", "cnn", "AdamW", {"learning_rate": 0.01}),
+    ("adamw_wd", "mlp", "AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}),
+    ("nadam", "cnn", "Nadam", {"learning_rate": 0.01}),
+    ("adadelta", "cnn", "Adadelta", {"learning_rate": 1.0}),
+    ("adamax", "cnn", "Adamax", {"learning_rate": 0.02}),
+    ("lion", "cnn", "Lion", {"learning_rate": 0.003}),
+    ("sgd_weight_decay", "cnn", "SGD", {"learning_rate": 0.1, "weight_decay": 0.05}),
+    ("adam_clipnorm", "cnn", "Adam", {"learning_rate": 0.01, "clipnorm": 0.05}),
+    ("sgd_clipvalue", "cnn", "SGD", {"learning_rate": 0.1, "clipvalue": 0.01}),
+    ("sgd_momentum_global_clipnorm", "cnn", "SGD", {"learning_rate": 0.1, "momentum": 0.9, "global_clipnorm": 0.1}),
+    ("rmsprop_global_clipnorm", "mlp", "RMSprop", {"learning_rate": 0.01, "global_clipnorm": 0.5}),
+    ("sgd_exponential", "cnn", "SGD", {"learning_rate": "exponential"}),
+    ("adam_piecewise", "cnn", "Adam", {"learning_rate": "piecewise"}),
+    ("sgd_cosine_warmup", "cnn", "SGD", {"learning_rate": "cosine_warmup"}),
+    ("sgd_inverse_time", "mlp", "SGD", {"learning_rate": "inverse_time"}),
+]
+
+
+def make_optimizers(rng):
+    out = {"meta": np.array(META)}
+    for name, schedule in SCHEDULES.items():
+        out[f"schedule_{name}__spec"] = jstr(keras.optimizers.schedules.serialize(schedule))
+        out[f"schedule_{name}__values"] = np.array([float(schedule(step)) for step in range(12)], dtype=np.float64)
+    training = make_training(rng)  # the same models, data and initial weights as training.npz
+    for key in [k for k in training if k.startswith("model_")]:
+        out[key] = training[key]
+    for name, m, opt_class, opt_config, in OPTIMIZER_CASES:
+        specs = json.loads(str(training[f"model_{m}__spec"]))
+        x, y = training[f"model_{m}__x"], training[f"model_{m}__y"]
+        init = [training[f"model_{m}__w{i}"] for i in range(len([k for k in training if k.startswith(f"model_{m}__w")]))]
+        config = dict(opt_config)
+        if isinstance(config["learning_rate"], str):
+            config["learning_rate"] = keras.optimizers.schedules.serialize(SCHEDULES[config["learning_rate"]])
+            optimizer = getattr(keras.optimizers, opt_class)(
+                **dict(config, learning_rate=SCHEDULES[opt_config["learning_rate"]]))
+        else:
+            optimizer = getattr(keras.optimizers, opt_class)(**config)
+        model = build_model(specs["layers"], specs["input_shape"])
+        model.set_weights(init)
+        loss = "categorical_crossentropy" if m == "cnn" else "mean_squared_error"
+        batch_size = 8 if m == "cnn" else 10
+        model.compile(optimizer=optimizer, loss=loss)
+        hist = model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0)
+        out[f"{name}__spec"] = jstr({
+            "model": m, "optimizer": {"class_name": opt_class, "config": config},
+            "loss": loss, "metrics": [], "batch_size": batch_size, "epochs": 2, "shuffle": False,
+            "iterations": int(optimizer.iterations.numpy()),
+        })
+        for i, w in enumerate(model.get_weights()):
+            out[f"{name}__w{i}"] = f32(w)
+        out[f"{name}__loss"] = np.array([float(v) for v in hist.history["loss"]], dtype=np.float64)
+    return out
+
+
 def generate(outdir):
     setup_determinism()
     files = {
@@ -433,6 +500,7 @@ def generate(outdir):
         "tutorial_cnn.npz": make_tutorial,
         "losses_metrics.npz": lambda: make_losses(np.random.default_rng(2)),
         "training.npz": lambda: make_training(np.random.default_rng(3)),
+        "optimizers.npz": lambda: make_optimizers(np.random.default_rng(3)),
     }
     for fname, make in files.items():
         keras.backend.clear_session()  # layer names (conv2d, conv2d_1, ...) restart per file
@@ -449,7 +517,7 @@ def main(argv):
         with tempfile.TemporaryDirectory() as tmp:
             generate(tmp)
             bad = [f for f in ("layers.npz", "tutorial_cnn.npz", "losses_metrics.npz",
-                               "training.npz")
+                               "training.npz", "optimizers.npz")
                    if not filecmp.cmp(os.path.join(tmp, f), os.path.join(HERE, f), shallow=False)]
         print("differ: " + ", ".join(bad) if bad else "all fixtures reproduced exactly")
         return 1 if bad else 0
