@@ -642,7 +642,7 @@ fn elementwise_gradients_at_exactly_zero_follow_tensorflow() {
 
 /// The batch-mean loss of the final activation applied to `pre` (the variable), and the gradient
 /// with respect to `pre` that the model's backward pass starts from.
-fn check_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var) {
+pub(crate) fn check_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var) {
     let f = || Ok(loss_and_gradient(loss, &y, pre.as_tensor(), act)?.0);
     assert_gradients_match(what, &[("prediction", &pre)], f, |r| {
         let dpre = loss_and_gradient(loss, &y, pre.as_tensor(), act)?.2;

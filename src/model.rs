@@ -480,7 +480,7 @@ impl Model {
         let y = self.target(y, n)?;
         let loss_kind = self.require_compiled()?.loss;
         let (out, pre, act) = self.forward_full(&self.cast(xs)?)?;
-        let loss = loss_kind.per_sample(&y, &out, &pre, act)?.mean_all()?;
+        let loss = loss_kind.reduce(&loss_kind.per_sample(&y, &out, &pre, act)?)?;
         self.sums(&loss, &y, &out)
     }
 

@@ -62,7 +62,7 @@ def test_fit_and_evaluate_before_compile_raise_runtime_error():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(optimizer="adamax", loss="mse"), "optimizer identifier: 'adamax'"),
+    (dict(optimizer="ftrl", loss="mse"), "optimizer identifier: 'ftrl'"),
     (dict(optimizer="sgd", loss="hinge"), "loss identifier: 'hinge'"),
     (dict(optimizer="sgd", loss="mse", metrics=["f1"]), "Unknown metric function: 'f1'"),
 ])

@@ -4,89 +4,185 @@
 calling a function returns per-sample losses, calling a class instance their mean, as in Keras.
 """
 
+import json
+
 import numpy as np
 
 from kandle import _kandle
 
 
-def _function(name):
-    def loss(y_true, y_pred):
-        return _kandle.loss_values(name, np.ascontiguousarray(y_true, dtype=np.float32),
-                                   np.ascontiguousarray(y_pred, dtype=np.float32))
-
-    loss.__name__ = name
-    loss.__qualname__ = name
-    return loss
+def _values(spec, y_true, y_pred):
+    return _kandle.loss_values(spec, np.ascontiguousarray(y_true, dtype=np.float32),
+                               np.ascontiguousarray(y_pred, dtype=np.float32))
 
 
-categorical_crossentropy = _function("categorical_crossentropy")
-sparse_categorical_crossentropy = _function("sparse_categorical_crossentropy")
-binary_crossentropy = _function("binary_crossentropy")
-mean_squared_error = _function("mean_squared_error")
-mean_absolute_error = _function("mean_absolute_error")
+def _spec(class_name, **config):
+    """The core's identifier of a loss with options: Keras's ``{"class_name", "config"}`` as JSON."""
+    return json.dumps({"class_name": class_name, "config": config})
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    _axis(axis)
+    return _values(_spec("CategoricalCrossentropy", from_logits=from_logits, label_smoothing=label_smoothing),
+                   y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
+    _axis(axis)
+    if ignore_class is not None:
+        raise ValueError("kandle does not implement sparse_categorical_crossentropy(ignore_class=...) yet")
+    return _values(_spec("SparseCategoricalCrossentropy", from_logits=from_logits), y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    _axis(axis)
+    return _values(_spec("BinaryCrossentropy", from_logits=from_logits, label_smoothing=label_smoothing),
+                   y_true, y_pred)
+
+
+def mean_squared_error(y_true, y_pred):
+    return _values("mean_squared_error", y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    return _values("mean_absolute_error", y_true, y_pred)
+
+
+def _axis(axis):
+    if axis != -1:
+        raise ValueError(f"kandle does not implement losses over axis={axis} yet (only the last axis)")
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 
+_FUNCTIONS = {f.__name__: f for f in (categorical_crossentropy, sparse_categorical_crossentropy,
+                                      binary_crossentropy, mean_squared_error, mean_absolute_error)}
+_NAMES = set(_FUNCTIONS) | {"mse", "mae"}
+
 
 class Loss:
-    name = None
+    """Keras 3's loss objects: ``__call__(y_true, y_pred)`` gives the reduced loss; ``compile(loss=obj)``
+    trains with the same options, computed in Rust."""
 
-    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size", **kwargs):
-        if from_logits:
-            raise ValueError(f"{type(self).__name__}: from_logits=True is not supported yet; use a softmax/"
-                             "sigmoid output layer (kandle then computes the loss from its logits, as Keras does)")
-        if reduction not in ("sum_over_batch_size", "auto"):
-            raise ValueError(f"{type(self).__name__}: reduction={reduction!r} is not supported yet")
-        self.__name__ = self.name
+    name = None
+    _options = {}  # option -> Keras's default
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None, **options):
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s): {sorted(unknown)}")
+        if dtype not in (None, "float32") and not (isinstance(dtype, dict) and "float32" in str(dtype)):
+            raise ValueError(f"kandle does not implement {type(self).__name__}(dtype={dtype!r}) yet")
+        self.reduction = reduction
+        self._config = {k: options.get(k, default) for k, default in self._options.items()}
+        self.__dict__.update(self._config)
+        self.__name__ = name or self.name
+        # Check now, as Keras's constructors do.
+        y_probe = np.zeros((1,) if isinstance(self, SparseCategoricalCrossentropy) else (1, 2), np.float32)
+        _kandle.loss_values(self._core_spec(), y_probe, np.full((1, 2), 0.5, np.float32))
+
+    def _core_spec(self):
+        if self.reduction in ("sum_over_batch_size", "auto", "mean") and not any(self._config.values()):
+            return self.name
+        return _spec(type(self).__name__, reduction=self.reduction, **self._config)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
-            raise ValueError("sample_weight is not supported yet")
-        return float(np.mean(_function(self.name)(y_true, y_pred)))
+            raise ValueError("kandle does not implement sample_weight yet")
+        values = _values(self._core_spec(), y_true, y_pred)
+        return float(np.sum(values) if self.reduction == "sum" else np.mean(values))
 
     def get_config(self):
-        return {"name": self.name, "reduction": "sum_over_batch_size"}
+        return dict(self._config, name=self.__name__, reduction=self.reduction)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
+    _options = {"from_logits": False, "label_smoothing": 0.0}
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="categorical_crossentropy", dtype=None):
+        _axis(axis)
+        super().__init__(reduction, name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
+    _options = {"from_logits": False}
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy", dtype=None):
+        if ignore_class is not None:
+            raise ValueError("kandle does not implement SparseCategoricalCrossentropy(ignore_class=...) yet")
+        super().__init__(reduction, name, dtype, from_logits=from_logits)
 
 
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
+    _options = {"from_logits": False, "label_smoothing": 0.0}
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_crossentropy", dtype=None):
+        _axis(axis)
+        super().__init__(reduction, name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(reduction, name, dtype)
+
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(reduction, name, dtype)
+
+
+_CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
+                                    MeanSquaredError, MeanAbsoluteError)}
 
 
 def get(identifier):
     if isinstance(identifier, str):
         return globals()[identifier] if identifier in _NAMES else _bad(identifier)
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     return identifier
+
+
+def deserialize(config, custom_objects=None):
+    """A loss from a name or Keras's ``{"class_name", "config"}``."""
+    if isinstance(config, str):
+        return get(config)
+    cls = _CLASSES.get(config.get("class_name"))
+    if cls is None:
+        raise ValueError(f"kandle does not implement the loss {config.get('class_name')!r} yet")
+    return cls.from_config({k: v for k, v in config.get("config", {}).items() if k != "fn"})
 
 
 def _bad(identifier):
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
 
 
-_NAMES = {"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
-          "mean_squared_error", "mean_absolute_error", "mse", "mae"}
-
-
 def name_of(identifier):
-    """The loss name the Rust core understands, for compile()."""
+    """The loss as the Rust core takes it, for compile(): a name, or a loss object's options as JSON."""
     if isinstance(identifier, str):
         return identifier
-    name = getattr(identifier, "name", None) if isinstance(identifier, Loss) else getattr(identifier, "__name__", None)
-    if not isinstance(name, str):
-        raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
-    return name
+    if isinstance(identifier, dict):
+        return json.dumps(identifier)
+    if isinstance(identifier, Loss):
+        return identifier._core_spec()
+    if callable(identifier) and _FUNCTIONS.get(getattr(identifier, "__name__", None)) is identifier:
+        return identifier.__name__
+    if callable(identifier):
+        raise ValueError(f"kandle does not implement Python-defined losses yet (got {identifier!r}): use a loss by its "
+                         "Keras name or a kandle.losses class")
+    raise ValueError(f"Could not interpret loss identifier: {identifier!r}")

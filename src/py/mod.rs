@@ -70,9 +70,15 @@ fn loss_values<'py>(
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let loss = crate::losses::Loss::parse(name)?;
     let (y, p) = (arrays::tensor(&y_true)?, arrays::tensor(&y_pred)?);
-    if !loss.sparse() && y.dims() != p.dims() || p.rank() == 0 {
+    let n = p.dims().first().copied().unwrap_or(0);
+    let sparse_ok = y.dims().first() == Some(&n) && y.elem_count() == n && p.rank() == 2;
+    if (loss.sparse() && !sparse_ok) || (!loss.sparse() && y.dims() != p.dims()) || p.rank() == 0 {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "{name}: y_true shape {:?} does not match y_pred shape {:?}", y.dims(), p.dims()
+            "{}: y_true shape {:?} does not match y_pred shape {:?}{}",
+            loss.name(),
+            y.dims(),
+            p.dims(),
+            if loss.sparse() { " (sparse targets are one class index per sample)" } else { "" }
         )));
     }
     let out = loss.per_sample(&y, &p, &p, crate::activations::Activation::Linear).map_err(PyErr::from)?;

@@ -40,7 +40,7 @@ pub fn compile_config(model: &Model) -> Option<Value> {
     let metrics: Vec<&str> = compiled.metrics.iter().map(|m| m.name.as_str()).collect();
     Some(json!({
         "optimizer": {"class_name": opt.class_name(), "config": opt.config()},
-        "loss": compiled.loss.name(), "metrics": metrics,
+        "loss": compiled.loss.to_value(), "metrics": metrics,
     }))
 }
 
@@ -211,7 +211,7 @@ fn restore_training(model: &mut Model, c: &Contents, path: &Path) -> Result<()> 
     let Some(compile) = json_entry(c, "compile_config", path)? else { return Ok(()) };
     let wrap = |e: Error| corrupt(path, &format!("its compile_config: {e}"));
     let optimizer = Optimizer::from_json(&compile["optimizer"]).map_err(wrap)?;
-    let loss = Loss::parse(compile["loss"].as_str().unwrap_or("")).map_err(wrap)?;
+    let loss = Loss::from_value(&compile["loss"]).map_err(wrap)?;
     let metrics: Vec<String> = serde_json::from_value(compile["metrics"].clone()).map_err(|e| wrap(Error::Value(e.to_string())))?;
     model.compile(optimizer, loss, &metrics).map_err(wrap)?;
     let training = json_entry(c, "training_state", path)?.unwrap_or(Value::Null);

@@ -493,6 +493,59 @@ def make_optimizers(rng):
     return out
 
 
+# Loss objects with options (issue 12): trained two epochs from the training cases' initial weights
+# (models given a linear last layer where the loss takes logits), and evaluated directly.
+LOGIT_LAYERS = {
+    "cnn_logits": CNN_LAYERS[:-1] + [{"class_name": "Dense", "config": {"units": 3}}],
+    "mlp": MLP_LAYERS,
+}
+LOSS_OBJECT_CASES = [
+    # name, model, loss class, loss config, targets
+    ("cce_from_logits", "cnn_logits", "CategoricalCrossentropy", {"from_logits": True}, "onehot"),
+    ("cce_label_smoothing", "cnn", "CategoricalCrossentropy", {"label_smoothing": 0.2}, "onehot"),
+    ("cce_logits_smoothing_sum", "cnn_logits", "CategoricalCrossentropy",
+     {"from_logits": True, "label_smoothing": 0.1, "reduction": "sum"}, "onehot"),
+    ("scce_from_logits", "cnn_logits", "SparseCategoricalCrossentropy", {"from_logits": True}, "labels"),
+    ("bce_from_logits", "mlp", "BinaryCrossentropy", {"from_logits": True}, "binary"),
+    ("bce_from_logits_smoothing", "mlp", "BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.2},
+     "binary"),
+    ("mse_sum", "mlp", "MeanSquaredError", {"reduction": "sum"}, "regression"),
+]
+
+
+def make_loss_objects(rng):
+    out = {"meta": np.array(META)}
+    training = make_training(rng)  # the same data and initial weights as training.npz
+    for key in [k for k in training if k.startswith("model_")]:
+        out[key] = training[key]
+    x_cnn, y_cnn = training["model_cnn__x"], training["model_cnn__y"]
+    x_mlp, y_mlp = training["model_mlp__x"], training["model_mlp__y"]
+    targets = {"onehot": (x_cnn, y_cnn), "labels": (x_cnn, f32(training["model_cnn__labels"])),
+               "binary": (x_mlp, f32(y_mlp > 0)), "regression": (x_mlp, y_mlp)}
+    for name, m, cls, config, kind in LOSS_OBJECT_CASES:
+        x, y = targets[kind]
+        base = "cnn" if m.startswith("cnn") else "mlp"
+        specs = LOGIT_LAYERS.get(m, CNN_LAYERS)
+        model = build_model(specs, x.shape[1:])
+        init = [training[f"model_{base}__w{i}"] for i in range(len(model.get_weights()))]
+        model.set_weights(init)
+        loss = getattr(keras.losses, cls)(**config)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
+        hist = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        out[f"{name}__spec"] = jstr({"layers": specs, "input_shape": list(x.shape[1:]), "base": base,
+                                     "loss": keras.losses.serialize(loss), "targets": kind})
+        out[f"{name}__y"] = f32(y)
+        for i, w in enumerate(model.get_weights()):
+            out[f"{name}__w{i}"] = f32(w)
+        out[f"{name}__loss"] = np.array([float(v) for v in hist.history["loss"]], dtype=np.float64)
+        # The loss object called directly on the untrained model's outputs.
+        model.set_weights(init)
+        pred = f32(model.predict(x, verbose=0))
+        out[f"{name}__pred"] = pred
+        out[f"{name}__value"] = np.array(float(loss(y, pred)), dtype=np.float64)
+    return out
+
+
 def generate(outdir):
     setup_determinism()
     files = {
@@ -501,6 +554,7 @@ def generate(outdir):
         "losses_metrics.npz": lambda: make_losses(np.random.default_rng(2)),
         "training.npz": lambda: make_training(np.random.default_rng(3)),
         "optimizers.npz": lambda: make_optimizers(np.random.default_rng(3)),
+        "loss_objects.npz": lambda: make_loss_objects(np.random.default_rng(3)),
     }
     for fname, make in files.items():
         keras.backend.clear_session()  # layer names (conv2d, conv2d_1, ...) restart per file
@@ -517,7 +571,7 @@ def main(argv):
         with tempfile.TemporaryDirectory() as tmp:
             generate(tmp)
             bad = [f for f in ("layers.npz", "tutorial_cnn.npz", "losses_metrics.npz",
-                               "training.npz", "optimizers.npz")
+                               "training.npz", "optimizers.npz", "loss_objects.npz")
                    if not filecmp.cmp(os.path.join(tmp, f), os.path.join(HERE, f), shallow=False)]
         print("differ: " + ", ".join(bad) if bad else "all fixtures reproduced exactly")
         return 1 if bad else 0

@@ -112,7 +112,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 def _wrap(core, config, compile_config):
     """The Python model around a core the Rust side built (layers attached by name)."""
-    from kandle import optimizers
+    from kandle import losses, optimizers
     from kandle.layers import deserialize
     from kandle.models import Model, Sequential
 
@@ -131,7 +131,7 @@ def _wrap(core, config, compile_config):
     if compile_config is not None:
         opt = optimizers.get(compile_config["optimizer"])
         loss, metrics = compile_config["loss"], list(compile_config["metrics"])
-        model._compiled = (opt, loss, metrics)
-        model.optimizer, model.loss = opt, loss
+        model._compiled = (opt, losses.name_of(loss), metrics)
+        model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
         opt._bind(model._core)
     return model

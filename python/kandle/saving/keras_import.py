@@ -172,9 +172,8 @@ def _name(identifier, what):
     if isinstance(identifier, dict):
         cfg = identifier.get("config") or {}
         if what == "loss":
-            cls = getattr(losses, identifier.get("class_name", ""), None)
-            if isinstance(cls, type) and issubclass(cls, losses.Loss):
-                return losses.name_of(cls(from_logits=bool(cfg.get("from_logits", False))))
+            if identifier.get("class_name") in losses._CLASSES:
+                return losses.name_of(losses.deserialize(identifier))
         if isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
             return cfg["name"]
         if isinstance(cfg, str):
