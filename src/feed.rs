@@ -54,13 +54,12 @@ pub enum FeedValidation<'a> {
 /// Trains for `epochs - initial_epoch` passes over `train`. A pass that yields no batch at all ends
 /// training, as Keras does when its input runs out of data.
 pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
-    let names = shared.read().metrics_names();
     shared.exclusive(|| {
         for epoch in cfg.initial_epoch..cfg.epochs {
             train.begin(epoch)?;
             let Some(first) = train.next()? else { break };
             hooks.epoch_begin(epoch)?;
-            let mut mean = Mean::new(names.clone());
+            let mut mean = Mean::new(&shared.read());
             let mut stop = false;
             let mut next = Some(first);
             let mut step = 0;
@@ -97,7 +96,7 @@ pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, 
 /// Loss and metrics over one pass of `feed` (sample-weighted means); `validation`: inside `fit`,
 /// where no test callbacks run.
 pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
-    let mut mean = Mean::new(shared.read().metrics_names());
+    let mut mean = Mean::new(&shared.read());
     feed.begin(0)?;
     let mut step = 0;
     while let Some(b) = feed.next()? {

@@ -1,80 +1,240 @@
-//! Metrics by their Keras names. Each gives the sum over a batch of a per-sample value; the training
-//! loop keeps sample-weighted running means, as Keras's metric objects do.
+//! Metrics by their Keras names or as Keras 3 metric objects' configs. Each metric turns a batch into
+//! a few statistics that add up over batches (a per-sample sum for the averaged metrics; counts of
+//! true and false positives for Precision, Recall and AUC) and computes its value from the totals, as
+//! Keras's stateful metric objects do; the training loop keeps the totals.
 
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
+use serde_json::Value;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum MetricKind {
     /// 'acc'/'accuracy': binary for one output unit, sparse for class-index targets, else categorical
     /// (Keras 3 decides from the shapes).
     Accuracy,
+    /// `keras.metrics.Accuracy()`: how often the prediction equals the target exactly.
+    Equal,
     CategoricalAccuracy,
     SparseCategoricalAccuracy,
-    BinaryAccuracy,
+    BinaryAccuracy(f64),
     TopKCategoricalAccuracy(usize),
     MeanSquaredError,
     MeanAbsoluteError,
+    /// `keras.metrics.Mean()`: the weighted mean of the values given (standalone only).
+    Mean,
+    Precision(f64),
+    Recall(f64),
+    /// ROC AUC with Keras's thresholds and interpolation.
+    Auc(usize),
 }
 
 /// A compiled metric: the name it logs under and what it computes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
     pub name: String,
     pub kind: MetricKind,
+    /// What `compile_config` saves: the name it logs under, or the object's `{"class_name", "config"}`.
+    pub source: Value,
+}
+
+fn count(t: Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?)
+}
+
+fn divide_no_nan(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        0.0
+    } else {
+        a / b
+    }
 }
 
 impl Metric {
-    /// Resolves a name as Keras does; 'mse' logs under the 2018 name 'mean_squared_error' (History
-    /// answers to both spellings).
+    /// Resolves a name as Keras does ('mse' logs under the 2018 name 'mean_squared_error'; History
+    /// answers to both spellings), or a metric object's `{"class_name", "config"}` as JSON.
     pub fn resolve(name: &str) -> Result<Self> {
+        if name.trim_start().starts_with('{') {
+            let v: Value = serde_json::from_str(name).map_err(|e| Error::Value(format!("Could not interpret metric identifier: {e}")))?;
+            return Self::from_value(&v);
+        }
         let (log_name, kind) = match name {
             "acc" | "accuracy" => (name, MetricKind::Accuracy),
             "mse" | "mean_squared_error" => ("mean_squared_error", MetricKind::MeanSquaredError),
             "mae" | "mean_absolute_error" => ("mean_absolute_error", MetricKind::MeanAbsoluteError),
             "categorical_accuracy" => (name, MetricKind::CategoricalAccuracy),
             "sparse_categorical_accuracy" => (name, MetricKind::SparseCategoricalAccuracy),
-            "binary_accuracy" => (name, MetricKind::BinaryAccuracy),
+            "binary_accuracy" => (name, MetricKind::BinaryAccuracy(0.5)),
             "top_k_categorical_accuracy" => (name, MetricKind::TopKCategoricalAccuracy(5)),
+            "auc" => (name, MetricKind::Auc(200)),
+            "precision" => (name, MetricKind::Precision(0.5)),
+            "recall" => (name, MetricKind::Recall(0.5)),
             other => {
                 return Err(Error::Value(format!(
                     "Unknown metric function: '{other}'. Known: acc, accuracy, mse, mae, categorical_accuracy, \
-                     sparse_categorical_accuracy, binary_accuracy, top_k_categorical_accuracy"
+                     sparse_categorical_accuracy, binary_accuracy, top_k_categorical_accuracy, auc, precision, recall"
                 )))
             }
         };
-        Ok(Metric { name: log_name.to_string(), kind })
+        Ok(Metric { name: log_name.to_string(), kind, source: Value::String(log_name.to_string()) })
     }
 
-    /// Sum over the batch of the per-sample metric. `y` holds class indices when `sparse_y`.
-    pub fn batch_sum(&self, y: &Tensor, p: &Tensor, sparse_y: bool) -> Result<f64> {
+    /// What `compile_config` stores: a name, or a Keras 3 metric object's `{"class_name", "config"}`.
+    pub fn from_value(v: &Value) -> Result<Self> {
+        if let Some(name) = v.as_str() {
+            return Self::resolve(name);
+        }
+        let class = v["class_name"].as_str().unwrap_or("<missing class_name>");
+        let cfg = &v["config"];
+        let num = |key: &str, default: f64| cfg.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let threshold = |default: f64| -> Result<f64> {
+            match cfg.get("thresholds").filter(|x| !x.is_null()) {
+                None => Ok(default),
+                Some(x) => x.as_f64().filter(|t| (0.0..=1.0).contains(t)).ok_or_else(|| {
+                    Error::Value(format!("kandle does not implement {class}(thresholds={x}) yet: one threshold in [0, 1]"))
+                }),
+            }
+        };
+        for key in ["top_k", "class_id"] {
+            if cfg.get(key).is_some_and(|x| !x.is_null()) {
+                return Err(Error::Value(format!("kandle does not implement {class}({key}=...) yet")));
+            }
+        }
+        let (default_name, kind) = match class {
+            "Accuracy" => ("accuracy", MetricKind::Equal),
+            "CategoricalAccuracy" => ("categorical_accuracy", MetricKind::CategoricalAccuracy),
+            "SparseCategoricalAccuracy" => ("sparse_categorical_accuracy", MetricKind::SparseCategoricalAccuracy),
+            "BinaryAccuracy" => ("binary_accuracy", MetricKind::BinaryAccuracy(num("threshold", 0.5))),
+            "TopKCategoricalAccuracy" => {
+                let k = cfg.get("k").and_then(Value::as_u64).unwrap_or(5);
+                if k == 0 {
+                    return Err(Error::Value("TopKCategoricalAccuracy: `k` must be a positive integer".into()));
+                }
+                ("top_k_categorical_accuracy", MetricKind::TopKCategoricalAccuracy(k as usize))
+            }
+            "MeanSquaredError" => ("mean_squared_error", MetricKind::MeanSquaredError),
+            "MeanAbsoluteError" => ("mean_absolute_error", MetricKind::MeanAbsoluteError),
+            "Mean" => ("mean", MetricKind::Mean),
+            "Precision" => ("precision", MetricKind::Precision(threshold(0.5)?)),
+            "Recall" => ("recall", MetricKind::Recall(threshold(0.5)?)),
+            "AUC" => {
+                let curve = cfg.get("curve").and_then(Value::as_str).unwrap_or("ROC");
+                let method = cfg.get("summation_method").and_then(Value::as_str).unwrap_or("interpolation");
+                let multi = cfg.get("multi_label").and_then(Value::as_bool).unwrap_or(false);
+                if !curve.eq_ignore_ascii_case("roc") || method != "interpolation" || multi || cfg.get("thresholds").is_some_and(|x| !x.is_null()) {
+                    return Err(Error::Value(format!(
+                        "kandle does not implement AUC(curve={curve:?}, summation_method={method:?}, multi_label={multi}, thresholds=...) yet: \
+                         it has the ROC curve with 'interpolation' and evenly spaced thresholds"
+                    )));
+                }
+                let n = cfg.get("num_thresholds").and_then(Value::as_u64).unwrap_or(200);
+                if n <= 1 {
+                    return Err(Error::Value(format!("Argument `num_thresholds` must be an integer > 1. Received: num_thresholds={n}")));
+                }
+                ("auc", MetricKind::Auc(n as usize))
+            }
+            other => return Err(Error::Value(format!("kandle does not implement the metric keras.metrics.{other} yet"))),
+        };
+        let name = cfg.get("name").and_then(Value::as_str).unwrap_or(default_name).to_string();
+        Ok(Metric { name, kind, source: v.clone() })
+    }
+
+    /// How many statistics the metric adds up per batch.
+    pub fn width(&self) -> usize {
+        match self.kind {
+            MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
+            MetricKind::Auc(n) => 4 * n,
+            _ => 1,
+        }
+    }
+
+    /// The batch's statistics. `y` holds class indices when `sparse_y`; for `Mean`, `p` holds the values.
+    pub fn batch_stats(&self, y: &Tensor, p: &Tensor, sparse_y: bool) -> Result<Vec<f64>> {
         let y_class = || -> Result<Tensor> {
             Ok(if sparse_y { y.flatten_all()?.to_dtype(DType::U32)? } else { y.argmax(D::Minus1)? })
         };
-        let count = |t: Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?) };
         let kind = match self.kind {
-            MetricKind::Accuracy if p.dims().last() == Some(&1) => MetricKind::BinaryAccuracy,
+            MetricKind::Accuracy if p.dims().last() == Some(&1) => MetricKind::BinaryAccuracy(0.5),
             MetricKind::Accuracy if sparse_y => MetricKind::SparseCategoricalAccuracy,
             MetricKind::Accuracy => MetricKind::CategoricalAccuracy,
-            k => k,
+            ref k => k.clone(),
         };
-        match kind {
+        let positives = |t: f64| -> Result<(Tensor, Tensor)> {
+            Ok((p.flatten_all()?.gt(t)?.to_dtype(DType::F64)?, y.flatten_all()?.ne(0.0)?.to_dtype(DType::F64)?))
+        };
+        Ok(match kind {
             MetricKind::Accuracy => unreachable!("resolved above"),
-            MetricKind::CategoricalAccuracy | MetricKind::SparseCategoricalAccuracy => {
-                count(p.argmax(D::Minus1)?.eq(&y_class()?)?)
+            MetricKind::Equal => {
+                let y = if y.dims() == p.dims() { y.clone() } else { y.reshape(p.shape())? };
+                vec![count(p.eq(&y)?.to_dtype(DType::F64)?.flatten_from(1)?.mean(D::Minus1)?)?]
             }
-            MetricKind::BinaryAccuracy => {
-                let pred = p.gt(0.5)?.to_dtype(p.dtype())?;
-                count(pred.eq(y)?.to_dtype(DType::F64)?.mean(D::Minus1)?)
+            MetricKind::CategoricalAccuracy | MetricKind::SparseCategoricalAccuracy => {
+                vec![count(p.argmax(D::Minus1)?.eq(&y_class()?)?)?]
+            }
+            MetricKind::BinaryAccuracy(t) => {
+                let pred = p.gt(t)?.to_dtype(p.dtype())?;
+                vec![count(pred.eq(y)?.to_dtype(DType::F64)?.mean(D::Minus1)?)?]
             }
             MetricKind::TopKCategoricalAccuracy(k) => {
                 // In top k when fewer than k classes score strictly higher (ties count as in, as in TF).
                 let target = p.gather(&y_class()?.unsqueeze(1)?, 1)?;
                 let higher = p.broadcast_gt(&target)?.to_dtype(DType::F64)?.sum(D::Minus1)?;
-                count(higher.lt(k as f64)?)
+                vec![count(higher.lt(k as f64)?)?]
             }
-            MetricKind::MeanSquaredError => count(p.sub(y)?.sqr()?.mean(D::Minus1)?),
-            MetricKind::MeanAbsoluteError => count(p.sub(y)?.abs()?.mean(D::Minus1)?),
+            MetricKind::MeanSquaredError => vec![count(p.sub(y)?.sqr()?.mean(D::Minus1)?)?],
+            MetricKind::MeanAbsoluteError => vec![count(p.sub(y)?.abs()?.mean(D::Minus1)?)?],
+            MetricKind::Mean => vec![count(p.clone())?, p.elem_count() as f64],
+            MetricKind::Precision(t) => {
+                let (pred, actual) = positives(t)?;
+                vec![count(pred.mul(&actual)?)?, count(pred)?]
+            }
+            MetricKind::Recall(t) => {
+                let (pred, actual) = positives(t)?;
+                vec![count(pred.mul(&actual)?)?, count(actual)?]
+            }
+            MetricKind::Auc(n) => {
+                // Keras's thresholds: just below 0, (i+1)/(n-1) for i < n-2, just above 1.
+                let (pv, yv) = (p.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?, y.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                let mut stats = vec![0.0; 4 * n];
+                for i in 0..n {
+                    let t = auc_threshold(i, n);
+                    for (&pi, &yi) in pv.iter().zip(&yv) {
+                        let (pred, pos) = (pi > t, yi != 0.0); // Keras casts the targets to bool
+                        let slot = match (pred, pos) {
+                            (true, true) => 0,
+                            (true, false) => 1,
+                            (false, false) => 2,
+                            (false, true) => 3,
+                        };
+                        stats[slot * n + i] += 1.0;
+                    }
+                }
+                stats
+            }
+        })
+    }
+
+    /// The metric's value from its totals over `count` samples.
+    pub fn value(&self, stats: &[f64], count: f64) -> f64 {
+        match self.kind {
+            MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => divide_no_nan(stats[0], stats[1]),
+            MetricKind::Auc(n) => {
+                let (tp, fp, tn, fn_) = (&stats[..n], &stats[n..2 * n], &stats[2 * n..3 * n], &stats[3 * n..]);
+                let recall: Vec<f64> = (0..n).map(|i| divide_no_nan(tp[i], tp[i] + fn_[i])).collect();
+                let fpr: Vec<f64> = (0..n).map(|i| divide_no_nan(fp[i], fp[i] + tn[i])).collect();
+                (0..n - 1).map(|i| (fpr[i] - fpr[i + 1]) * (recall[i] + recall[i + 1]) / 2.0).sum()
+            }
+            _ => stats[0] / count.max(1.0),
         }
+    }
+}
+
+fn auc_threshold(i: usize, n: usize) -> f64 {
+    const EPS: f64 = 1e-7;
+    if i == 0 {
+        -EPS
+    } else if i == n - 1 {
+        1.0 + EPS
+    } else {
+        i as f64 / (n - 1) as f64
     }
 }

@@ -120,7 +120,8 @@ fn backward_pass(
     Ok((value, out))
 }
 
-/// Per-batch sums: the loss first, then each metric, in `metrics_names` order.
+/// Per-batch sums: the loss first, then each metric's statistics (`Metric::width` of them), in
+/// `metrics_names` order; `training::Mean` turns their totals into the logged values.
 pub type StepSums = Vec<f64>;
 
 impl Model {
@@ -419,7 +420,7 @@ impl Model {
         let n = out.dim(0)? as f64;
         let mut sums = vec![loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * n];
         for m in &compiled.metrics {
-            sums.push(m.batch_sum(y, out, compiled.loss.sparse())?);
+            sums.extend(m.batch_stats(y, out, compiled.loss.sparse())?);
         }
         Ok(sums)
     }

@@ -128,17 +128,20 @@ impl SharedModel {
     }
 }
 
-/// Sample-weighted running means of the step sums.
+/// The running totals of the step sums and the logs they give (sample-weighted means for the loss
+/// and averaged metrics, ratios of counts for Precision/Recall/AUC: `Model::log_values`).
 pub(crate) struct Mean {
     names: Vec<String>,
+    metrics: Vec<crate::metrics::Metric>,
     sums: Vec<f64>,
     count: usize,
 }
 
 impl Mean {
-    pub(crate) fn new(names: Vec<String>) -> Self {
-        let sums = vec![0.0; names.len()];
-        Mean { names, sums, count: 0 }
+    pub(crate) fn new(model: &Model) -> Self {
+        let metrics = model.compiled().map(|c| c.metrics.clone()).unwrap_or_default();
+        let width = 1 + metrics.iter().map(|m| m.width()).sum::<usize>();
+        Mean { names: model.metrics_names(), metrics, sums: vec![0.0; width], count: 0 }
     }
 
     pub(crate) fn add(&mut self, sums: &[f64], n: usize) {
@@ -148,7 +151,13 @@ impl Mean {
 
     pub(crate) fn logs(&self, prefix: &str) -> Logs {
         let n = self.count.max(1) as f64;
-        self.names.iter().zip(&self.sums).map(|(k, s)| (format!("{prefix}{k}"), s / n)).collect()
+        let mut values = vec![self.sums[0] / n];
+        let mut at = 1;
+        for m in &self.metrics {
+            values.push(m.value(&self.sums[at..at + m.width()], self.count as f64));
+            at += m.width();
+        }
+        self.names.iter().zip(values).map(|(k, v)| (format!("{prefix}{k}"), v)).collect()
     }
 }
 
@@ -216,7 +225,6 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
         }
     }
     let y = train.y.ok_or_else(|| Error::Value("fit needs targets `y`".into()))?;
-    let names = shared.read().metrics_names();
     shared.exclusive(|| {
         for epoch in cfg.initial_epoch..cfg.epochs {
             hooks.epoch_begin(epoch)?;
@@ -227,7 +235,7 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
                 }
                 false => train.indices.clone(),
             };
-            let mut mean = Mean::new(names.clone());
+            let mut mean = Mean::new(&shared.read());
             let mut stop = false;
             for (batch, idx) in order.chunks(cfg.batch_size).enumerate() {
                 hooks.batch_begin(batch)?;
@@ -260,7 +268,7 @@ pub(crate) fn validate(shared: &SharedModel, data: &Dataset, batch_size: usize, 
 
 fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
     let y = data.y.ok_or_else(|| Error::Value("evaluate needs targets `y`".into()))?;
-    let mut mean = Mean::new(shared.read().metrics_names());
+    let mut mean = Mean::new(&shared.read());
     for (batch, idx) in data.indices.chunks(batch_size).enumerate() {
         if validation {
             hooks.poll()?;
@@ -311,7 +319,7 @@ pub fn train_on_batch(shared: &SharedModel, data: &Dataset) -> Result<Logs> {
         let yb = batch_tensor(y, &data.indices, DType::F32)?;
         let mut model = shared.write();
         let sums = model.train_step(&xb, &yb)?;
-        let mut mean = Mean::new(model.metrics_names());
+        let mut mean = Mean::new(&model);
         mean.add(&sums, data.indices.len());
         Ok(mean.logs(""))
     })

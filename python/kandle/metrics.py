@@ -1,19 +1,160 @@
-"""``kandle.metrics``: metric identifiers by their Keras names, for ``compile(metrics=[...])``."""
+"""``kandle.metrics``: metric names for ``compile(metrics=[...])`` and Keras 3's metric objects, usable
+in ``compile`` (logged under their ``name``) and on their own (``update_state`` / ``result`` /
+``reset_state``). Both run the Rust core's metric code (``crate::metrics``), so a metric computes the
+same in ``fit`` and by hand.
+"""
+
+import json
+
+import numpy as np
+
+from kandle import _kandle
 
 
-def _named(name):
+class Metric:
+    """Base class of the metric objects kandle implements. Subclasses with their own Python
+    ``update_state`` cannot run inside the Rust training loop yet."""
+
+    _class_name = None
+
+    def __init__(self, name=None, dtype=None, **config):
+        if self._class_name is None:
+            raise NotImplementedError("kandle does not implement custom Metric subclasses yet")
+        if dtype not in (None, "float32"):
+            raise ValueError(f"kandle does not implement {type(self).__name__}(dtype={dtype!r}) yet")
+        self._config = dict(config, name=name or self._default_name)
+        self._state = _kandle.MetricState(self._core_spec())
+        self.name = self._state.name
+        self.__dict__.update(config)
+
+    _default_name = None
+
+    def _core_spec(self):
+        return json.dumps({"class_name": self._class_name, "config": self._config})
+
+    def update_state(self, y_true, y_pred=None, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("kandle does not implement sample_weight in metrics yet")
+        pred = np.ascontiguousarray(y_pred, dtype=np.float32)
+        true = np.ascontiguousarray(y_true, dtype=np.float32)
+        self._state.update(true, pred)
+
+    def result(self):
+        return np.float32(self._state.result())
+
+    def reset_state(self):
+        self._state.reset()
+
+    reset_states = reset_state  # Keras 2 name
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        self.update_state(y_true, y_pred, sample_weight)
+        return self.result()
+
+    def get_config(self):
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+def _metric(class_name, default_name, doc, **defaults):
+    def __init__(self, name=default_name, dtype=None, **config):
+        unknown = set(config) - set(defaults)
+        if unknown:
+            raise TypeError(f"{class_name}: unexpected keyword argument(s): {sorted(unknown)}")
+        Metric.__init__(self, name=name, dtype=dtype, **dict(defaults, **config))
+
+    return type(class_name, (Metric,), {"_class_name": class_name, "_default_name": default_name,
+                                        "__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+Accuracy = _metric("Accuracy", "accuracy", "How often predictions equal the targets exactly.")
+BinaryAccuracy = _metric("BinaryAccuracy", "binary_accuracy", "How often `y_pred > threshold` equals the targets.",
+                         threshold=0.5)
+CategoricalAccuracy = _metric("CategoricalAccuracy", "categorical_accuracy",
+                              "How often the argmax of the predictions is that of the one-hot targets.")
+SparseCategoricalAccuracy = _metric("SparseCategoricalAccuracy", "sparse_categorical_accuracy",
+                                    "How often the argmax of the predictions is the integer target.")
+TopKCategoricalAccuracy = _metric("TopKCategoricalAccuracy", "top_k_categorical_accuracy",
+                                  "How often the target is in the top `k` predictions.", k=5)
+MeanSquaredError = _metric("MeanSquaredError", "mean_squared_error", "The mean squared error.")
+MeanAbsoluteError = _metric("MeanAbsoluteError", "mean_absolute_error", "The mean absolute error.")
+Precision = _metric("Precision", "precision", "TP / (TP + FP) at `thresholds` (one value, default 0.5).",
+                    thresholds=None, top_k=None, class_id=None)
+Recall = _metric("Recall", "recall", "TP / (TP + FN) at `thresholds` (one value, default 0.5).",
+                 thresholds=None, top_k=None, class_id=None)
+AUC = _metric("AUC", "auc", "Area under the ROC curve (`num_thresholds` evenly spaced thresholds, interpolation).",
+              num_thresholds=200, curve="ROC", summation_method="interpolation", thresholds=None, multi_label=False,
+              num_labels=None, label_weights=None, from_logits=False)
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values given to ``update_state(values)``."""
+
+    _class_name = "Mean"
+    _default_name = "mean"
+
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, values, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("kandle does not implement sample_weight in metrics yet")
+        values = np.ascontiguousarray(np.atleast_1d(np.asarray(values, dtype=np.float32)))
+        self._state.update(values, values)
+
+
+def identifier(metric):
+    """What ``compile`` hands the core for one entry of ``metrics=[...]``."""
+    if isinstance(metric, str):
+        return metric
+    if isinstance(metric, Metric):
+        if isinstance(metric, Mean):
+            raise ValueError("keras.metrics.Mean() takes values, not (y_true, y_pred): it cannot be a compile metric")
+        return metric._core_spec()
+    if isinstance(metric, type) and issubclass(metric, Metric):
+        return metric()._core_spec()
+    name = getattr(metric, "__name__", None)
+    if callable(metric) and _FUNCTIONS.get(name) is metric:
+        return name
+    if callable(metric):
+        raise ValueError(f"kandle does not implement Python-defined metrics yet (got {metric!r}): use a metric by "
+                         "its Keras name or a kandle.metrics class")
+    raise ValueError(f"Could not interpret metric identifier: {metric!r}")
+
+
+def _function(name, spec):
     def metric(y_true, y_pred):
-        raise NotImplementedError(
-            f"kandle computes '{name}' inside fit/evaluate; calling it directly is not supported yet")
+        """Per-sample values, as Keras 3's metric functions return."""
+        y_true, y_pred = np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)
+        out = []
+        for t, p in zip(y_true, y_pred):
+            state = _kandle.MetricState(spec)
+            state.update(np.ascontiguousarray(t[None]), np.ascontiguousarray(p[None]))
+            out.append(state.result())
+        return np.asarray(out, dtype=np.float32)
 
     metric.__name__ = name
     return metric
 
 
-accuracy = _named("accuracy")
-categorical_accuracy = _named("categorical_accuracy")
-sparse_categorical_accuracy = _named("sparse_categorical_accuracy")
-binary_accuracy = _named("binary_accuracy")
-top_k_categorical_accuracy = _named("top_k_categorical_accuracy")
-mean_squared_error = mse = _named("mean_squared_error")
-mean_absolute_error = mae = _named("mean_absolute_error")
+categorical_accuracy = _function("categorical_accuracy", "categorical_accuracy")
+sparse_categorical_accuracy = _function("sparse_categorical_accuracy", "sparse_categorical_accuracy")
+binary_accuracy = _function("binary_accuracy", "binary_accuracy")
+top_k_categorical_accuracy = _function("top_k_categorical_accuracy", "top_k_categorical_accuracy")
+mean_squared_error = mse = _function("mean_squared_error", "mean_squared_error")
+mean_absolute_error = mae = _function("mean_absolute_error", "mean_absolute_error")
+accuracy = _function("accuracy", json.dumps({"class_name": "Accuracy", "config": {}}))
+_FUNCTIONS = {f.__name__: f for f in (categorical_accuracy, sparse_categorical_accuracy, binary_accuracy,
+                                      top_k_categorical_accuracy, mean_squared_error, mean_absolute_error, accuracy)}
+
+
+def get(identifier_):
+    if isinstance(identifier_, str):
+        return _FUNCTIONS.get(identifier_) or identifier_
+    return identifier_

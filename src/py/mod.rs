@@ -4,6 +4,7 @@
 mod arrays;
 mod error;
 mod feed;
+mod metrics;
 mod hooks;
 mod model;
 mod saving;
@@ -107,6 +108,7 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
     m.add_function(wrap_pyfunction!(schedule_value, m)?)?;
+    m.add_class::<metrics::MetricState>()?;
     m.add_function(wrap_pyfunction!(layer_class_names, m)?)?;
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;

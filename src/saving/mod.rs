@@ -37,7 +37,7 @@ pub fn model_config(model: &Model) -> Value {
 pub fn compile_config(model: &Model) -> Option<Value> {
     let compiled = model.compiled()?;
     let opt = &compiled.optimizer;
-    let metrics: Vec<&str> = compiled.metrics.iter().map(|m| m.name.as_str()).collect();
+    let metrics: Vec<&Value> = compiled.metrics.iter().map(|m| &m.source).collect();
     Some(json!({
         "optimizer": {"class_name": opt.class_name(), "config": opt.config()},
         "loss": compiled.loss.to_value(), "metrics": metrics,
@@ -212,7 +212,12 @@ fn restore_training(model: &mut Model, c: &Contents, path: &Path) -> Result<()> 
     let wrap = |e: Error| corrupt(path, &format!("its compile_config: {e}"));
     let optimizer = Optimizer::from_json(&compile["optimizer"]).map_err(wrap)?;
     let loss = Loss::from_value(&compile["loss"]).map_err(wrap)?;
-    let metrics: Vec<String> = serde_json::from_value(compile["metrics"].clone()).map_err(|e| wrap(Error::Value(e.to_string())))?;
+    let metrics: Vec<String> = compile["metrics"]
+        .as_array()
+        .ok_or_else(|| wrap(Error::Value("'metrics' is not a list".into())))?
+        .iter()
+        .map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()))
+        .collect();
     model.compile(optimizer, loss, &metrics).map_err(wrap)?;
     let training = json_entry(c, "training_state", path)?.unwrap_or(Value::Null);
     let variables = training["variables"].as_u64().unwrap_or(0) as usize;

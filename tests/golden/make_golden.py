@@ -546,6 +546,74 @@ def make_loss_objects(rng):
     return out
 
 
+# Metric objects (issue 12): on their own over three batches, and inside compile (evaluate and fit).
+METRIC_OBJECTS = [
+    ("accuracy", "Accuracy", {}, "labels_as_values"),
+    ("binary_accuracy", "BinaryAccuracy", {"threshold": 0.6}, "binary"),
+    ("categorical_accuracy", "CategoricalAccuracy", {}, "onehot"),
+    ("sparse_categorical_accuracy", "SparseCategoricalAccuracy", {}, "sparse"),
+    ("top_k", "TopKCategoricalAccuracy", {"k": 2}, "onehot"),
+    ("mse", "MeanSquaredError", {}, "regression"),
+    ("mae", "MeanAbsoluteError", {}, "regression"),
+    ("precision", "Precision", {}, "binary"),
+    ("precision_threshold", "Precision", {"thresholds": 0.3}, "binary"),
+    ("recall", "Recall", {}, "binary"),
+    ("auc", "AUC", {}, "binary"),
+    ("auc_coarse", "AUC", {"num_thresholds": 7}, "binary"),
+    ("auc_onehot", "AUC", {}, "onehot"),
+]
+
+
+def _metric_batch(rng, kind):
+    n = 6
+    if kind == "binary":
+        return f32(rng.integers(0, 2, (n, 3))), f32(rng.random((n, 3)))
+    if kind in ("onehot", "sparse"):
+        labels = rng.integers(0, 4, n)
+        probs = f32(rng.dirichlet(np.ones(4), n))
+        return (f32(labels) if kind == "sparse" else f32(np.eye(4)[labels])), probs
+    if kind == "labels_as_values":
+        y = f32(rng.integers(0, 3, (n, 1)))
+        return y, f32(np.where(rng.random((n, 1)) < 0.5, y, rng.integers(0, 3, (n, 1))))
+    return f32(rng.normal(0, 1, (n, 2))), f32(rng.normal(0, 1, (n, 2)))
+
+
+def make_metrics(rng):
+    out = {"meta": np.array(META)}
+    for name, cls, config, kind in METRIC_OBJECTS:
+        metric = getattr(keras.metrics, cls)(**config)
+        results = []
+        for b in range(3):
+            y, p = _metric_batch(rng, kind)
+            out[f"{name}__y{b}"], out[f"{name}__p{b}"] = y, p
+            metric.update_state(y, p)
+            results.append(float(metric.result()))
+        out[f"{name}__spec"] = jstr({"class_name": cls, "config": config, "log_name": metric.name})
+        out[f"{name}__results"] = np.array(results, dtype=np.float64)
+    # Inside compile: the training cases' CNN, its data and initial weights.
+    training = make_training(rng)
+    x, y = training["model_cnn__x"], training["model_cnn__y"]
+    specs = json.loads(str(training["model_cnn__spec"]))
+    init = [training[f"model_cnn__w{i}"] for i in range(4)]
+    objects = [keras.metrics.CategoricalAccuracy(), keras.metrics.AUC(), keras.metrics.Precision(name="prec"),
+               keras.metrics.Recall(thresholds=0.4), keras.metrics.TopKCategoricalAccuracy(k=2), "mse"]
+    model = build_model(specs["layers"], specs["input_shape"])
+    model.set_weights(init)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy", metrics=objects)
+    evaluated = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    out["compiled__spec"] = jstr({
+        "metrics": [m if isinstance(m, str) else {"class_name": type(m).__name__, "config": {
+            k: v for k, v in m.get_config().items() if k in ("name", "k", "thresholds", "num_thresholds")}}
+            for m in objects],
+        "evaluate": {k: float(v) for k, v in evaluated.items()},
+        "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+    })
+    for key in ("model_cnn__x", "model_cnn__y", "model_cnn__spec") + tuple(f"model_cnn__w{i}" for i in range(4)):
+        out[key] = training[key]
+    return out
+
+
 def generate(outdir):
     setup_determinism()
     files = {
@@ -555,6 +623,7 @@ def generate(outdir):
         "training.npz": lambda: make_training(np.random.default_rng(3)),
         "optimizers.npz": lambda: make_optimizers(np.random.default_rng(3)),
         "loss_objects.npz": lambda: make_loss_objects(np.random.default_rng(3)),
+        "metrics.npz": lambda: make_metrics(np.random.default_rng(5)),
     }
     for fname, make in files.items():
         keras.backend.clear_session()  # layer names (conv2d, conv2d_1, ...) restart per file
@@ -571,7 +640,7 @@ def main(argv):
         with tempfile.TemporaryDirectory() as tmp:
             generate(tmp)
             bad = [f for f in ("layers.npz", "tutorial_cnn.npz", "losses_metrics.npz",
-                               "training.npz", "optimizers.npz", "loss_objects.npz")
+                               "training.npz", "optimizers.npz", "loss_objects.npz", "metrics.npz")
                    if not filecmp.cmp(os.path.join(tmp, f), os.path.join(HERE, f), shallow=False)]
         print("differ: " + ", ".join(bad) if bad else "all fixtures reproduced exactly")
         return 1 if bad else 0

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from kandle import _kandle, backend, losses, optimizers
+from kandle import metrics as metrics_module
 from kandle.callbacks import CallbackList
 from kandle.callbacks.backup_and_restore import automatic_backup
 from kandle.layers.input_layer import InputLayer, KerasTensor
@@ -320,12 +321,7 @@ class Model:
             if value is not None:
                 raise ValueError(f"compile: `{key}` is not supported yet")
         opt = optimizers.get(optimizer)
-        metric_names = []
-        for m in metrics or []:
-            name = m if isinstance(m, str) else getattr(m, "__name__", None) or getattr(m, "name", None)
-            if not isinstance(name, str):
-                raise ValueError(f"Could not interpret metric identifier: {m!r}")
-            metric_names.append(name)
+        metric_names = [metrics_module.identifier(m) for m in metrics or []]
         loss_name = losses.name_of(loss)
         # Check names now, even before the model is built, as Keras does.
         probe = _kandle.ModelCore("probe", [1])

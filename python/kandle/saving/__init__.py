@@ -131,7 +131,7 @@ def _wrap(core, config, compile_config):
     if compile_config is not None:
         opt = optimizers.get(compile_config["optimizer"])
         loss, metrics = compile_config["loss"], list(compile_config["metrics"])
-        model._compiled = (opt, losses.name_of(loss), metrics)
+        model._compiled = (opt, losses.name_of(loss), [m if isinstance(m, str) else json.dumps(m) for m in metrics])
         model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
         opt._bind(model._core)
     return model
