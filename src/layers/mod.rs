@@ -340,8 +340,8 @@ pub(crate) fn split_activation(act: Activation, activated: bool) -> (Option<Unar
 
 /// A weight of `shape` drawn from `init` (checked against `MAX_ELEMENTS` before anything is drawn).
 pub(crate) fn new_weight(layer: &str, init: &crate::initializers::Initializer, shape: &[usize], fans: (usize, usize), dtype: DType) -> Result<Var> {
-    let n = checked_size(layer, "weight", shape)?;
-    new_var(init.sample(n, fans.0, fans.1), shape, dtype)
+    checked_size(layer, "weight", shape)?;
+    new_var(init.sample(shape, fans.0, fans.1)?, shape, dtype)
 }
 
 /// Creates a weight variable from host data.

@@ -112,7 +112,7 @@ pub struct BatchNormalization {
 impl BatchNormalization {
     pub fn new(cfg: BnConfig, name: String, input_shape: &[usize], dtype: DType) -> Result<Self> {
         let c = cfg.check_axis(&name, input_shape)?;
-        let var = |init: &Initializer| new_var(init.sample(c, c, c), &[c], dtype);
+        let var = |init: &Initializer| new_var(init.sample(&[c], c, c)?, &[c], dtype);
         Ok(BatchNormalization {
             gamma: if cfg.scale { Some(var(&cfg.gamma_initializer)?) } else { None },
             beta: if cfg.center { Some(var(&cfg.beta_initializer)?) } else { None },

@@ -46,6 +46,17 @@ fn schedule_value(config_json: &str, step: u64) -> PyResult<(String, f64)> {
     Ok((s.to_json().to_string(), s.at(step)))
 }
 
+/// An initializer's canonical config (checked) and, for `shape`, its values (Keras's fans).
+#[pyfunction]
+fn initializer_sample<'py>(py: Python<'py>, config_json: &str, shape: Vec<usize>) -> PyResult<(String, Bound<'py, PyArrayDyn<f32>>)> {
+    use numpy::{IntoPyArray, PyArrayMethods};
+    let init = crate::initializers::Initializer::from_json(&error::parse_json(config_json)?)?;
+    crate::layers::checked_size("initializer", "tensor", &shape)?;
+    let (fan_in, fan_out) = crate::initializers::fans(&shape);
+    let values = init.sample(&shape, fan_in, fan_out)?;
+    Ok((init.to_json().to_string(), values.into_pyarray(py).reshape(shape)?))
+}
+
 /// `keras.utils.set_random_seed`.
 #[pyfunction]
 fn set_random_seed(seed: u64) {
@@ -108,6 +119,7 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
     m.add_function(wrap_pyfunction!(schedule_value, m)?)?;
+    m.add_function(wrap_pyfunction!(initializer_sample, m)?)?;
     m.add_class::<metrics::MetricState>()?;
     m.add_function(wrap_pyfunction!(layer_class_names, m)?)?;
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;

@@ -614,6 +614,38 @@ def make_metrics(rng):
     return out
 
 
+# Initializers (issue 12): Keras's values cannot be reproduced (other generators), so the fixture holds
+# their statistics over a (200, 150) draw, and the deterministic ones' values.
+INITIALIZER_CASES = [
+    ("zeros", "Zeros", {}), ("ones", "Ones", {}), ("constant", "Constant", {"value": 0.3}),
+    ("identity", "Identity", {"gain": 2.0}),
+    ("random_uniform", "RandomUniform", {"minval": -0.2, "maxval": 0.6, "seed": 1}),
+    ("random_normal", "RandomNormal", {"mean": 0.1, "stddev": 0.3, "seed": 1}),
+    ("truncated_normal", "TruncatedNormal", {"mean": -0.1, "stddev": 0.2, "seed": 1}),
+    ("glorot_uniform", "GlorotUniform", {"seed": 1}), ("glorot_normal", "GlorotNormal", {"seed": 1}),
+    ("he_uniform", "HeUniform", {"seed": 1}), ("he_normal", "HeNormal", {"seed": 1}),
+    ("lecun_uniform", "LecunUniform", {"seed": 1}), ("lecun_normal", "LecunNormal", {"seed": 1}),
+    ("variance_scaling", "VarianceScaling", {"scale": 3.0, "mode": "fan_out", "distribution": "untruncated_normal",
+                                             "seed": 1}),
+    ("orthogonal", "Orthogonal", {"gain": 1.5, "seed": 1}),
+]
+
+
+def make_initializers(rng):
+    out = {"meta": np.array(META)}
+    shape = (200, 150)
+    for name, cls, config in INITIALIZER_CASES:
+        init = getattr(keras.initializers, cls)(**config)
+        values = np.asarray(init(shape=shape), dtype=np.float64)
+        out[f"{name}__spec"] = jstr({"class_name": cls, "config": config, "keras_config": init.get_config()})
+        out[f"{name}__stats"] = np.array([values.mean(), values.std(), values.min(), values.max()])
+        if cls in ("Zeros", "Ones", "Constant", "Identity"):
+            out[f"{name}__values"] = f32(values)
+        if cls == "Orthogonal":
+            out[f"{name}__gram"] = f32(values.T @ values)
+    return out
+
+
 def generate(outdir):
     setup_determinism()
     files = {
@@ -624,6 +656,7 @@ def generate(outdir):
         "optimizers.npz": lambda: make_optimizers(np.random.default_rng(3)),
         "loss_objects.npz": lambda: make_loss_objects(np.random.default_rng(3)),
         "metrics.npz": lambda: make_metrics(np.random.default_rng(5)),
+        "initializers.npz": lambda: make_initializers(np.random.default_rng(6)),
     }
     for fname, make in files.items():
         keras.backend.clear_session()  # layer names (conv2d, conv2d_1, ...) restart per file
@@ -640,7 +673,8 @@ def main(argv):
         with tempfile.TemporaryDirectory() as tmp:
             generate(tmp)
             bad = [f for f in ("layers.npz", "tutorial_cnn.npz", "losses_metrics.npz",
-                               "training.npz", "optimizers.npz", "loss_objects.npz", "metrics.npz")
+                               "training.npz", "optimizers.npz", "loss_objects.npz", "metrics.npz",
+                               "initializers.npz")
                    if not filecmp.cmp(os.path.join(tmp, f), os.path.join(HERE, f), shallow=False)]
         print("differ: " + ", ".join(bad) if bad else "all fixtures reproduced exactly")
         return 1 if bad else 0
