@@ -9,7 +9,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "activations", "applications", "backend", "callbacks", "datasets", "initializers", "layers",
+    "activations", "applications", "backend", "callbacks", "config", "datasets", "initializers", "layers",
     "losses", "metrics", "models", "optimizers", "preprocessing", "saving", "utils",
 }
 
@@ -23,7 +23,9 @@ def __getattr__(name):
         return importlib.import_module(f"{__name__}.{name}")
     if name in _TOP_LEVEL:
         return getattr(importlib.import_module(_TOP_LEVEL[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.{name} yet")
 
 
 def __dir__():

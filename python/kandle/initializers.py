@@ -111,3 +111,9 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.initializers.{name} yet")

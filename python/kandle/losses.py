@@ -186,3 +186,9 @@ def name_of(identifier):
         raise ValueError(f"kandle does not implement Python-defined losses yet (got {identifier!r}): use a loss by its "
                          "Keras name or a kandle.losses class")
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.losses.{name} yet")

@@ -158,3 +158,9 @@ def get(identifier_):
     if isinstance(identifier_, str):
         return _FUNCTIONS.get(identifier_) or identifier_
     return identifier_
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.metrics.{name} yet")

@@ -194,3 +194,9 @@ def get(identifier):
             raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
         return cls.from_config(identifier.get("config", {}))
     raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.optimizers.{name} yet")

@@ -96,3 +96,9 @@ def deserialize(config, custom_objects=None):
     if cls is None:
         raise ValueError(f"kandle does not implement the learning-rate schedule {config.get('class_name')!r} yet")
     return cls.from_config(config["config"])
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.optimizers.schedules.{name} yet")

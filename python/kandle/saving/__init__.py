@@ -135,3 +135,9 @@ def _wrap(core, config, compile_config):
         model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
         opt._bind(model._core)
     return model
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.saving.{name} yet")

@@ -4,6 +4,7 @@ from kandle.utils.data_utils import get_file
 from kandle.utils.layer_utils import print_summary
 from kandle.utils.np_utils import normalize, to_categorical
 from kandle.utils.py_dataset import PyDataset, Sequence
+from kandle.preprocessing.image import array_to_img, img_to_array, load_img, save_img
 
 
 def set_random_seed(seed):
@@ -27,3 +28,9 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_layer_names=T
 
     return _plot(model, to_file=to_file, show_shapes=show_shapes, show_layer_names=show_layer_names,
                  rankdir=rankdir, dpi=dpi, **kwargs)
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"kandle does not implement keras.utils.{name} yet")
