@@ -78,6 +78,7 @@ pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, 
             }
             let mut logs = mean.logs("");
             let val_logs = match &mut val {
+                _ if !cfg.validation_freq.due(epoch) => None,
                 FeedValidation::None => None,
                 FeedValidation::Data(d) => Some(crate::training::validate(shared, d, cfg.batch_size, hooks)?),
                 FeedValidation::Feed(f) => Some(evaluate(shared, &mut **f, hooks, true)?),

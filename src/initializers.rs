@@ -174,7 +174,7 @@ impl Initializer {
     pub fn sample(&self, shape: &[usize], fan_in: usize, fan_out: usize) -> Result<Vec<f32>> {
         match self.seed {
             Some(seed) => self.draw(shape, fan_in, fan_out, &mut ChaCha8Rng::seed_from_u64(seed)),
-            None => self.draw(shape, fan_in, fan_out, &mut *rng::lock()),
+            None => self.draw(shape, fan_in, fan_out, &mut rng::lock()),
         }
     }
 
@@ -248,9 +248,8 @@ fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut ChaCha8Rng) -> Vec<
     for j in 0..k {
         for i in 0..j {
             let dot: f64 = (0..n).map(|t| q[j][t] * q[i][t]).sum();
-            for t in 0..n {
-                q[j][t] -= dot * q[i][t];
-            }
+            let (done, rest) = q.split_at_mut(j);
+            rest[0].iter_mut().zip(&done[i]).for_each(|(v, u)| *v -= dot * u);
         }
         let norm = q[j].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
         q[j].iter_mut().for_each(|v| *v /= norm);

@@ -166,6 +166,33 @@ pub struct FitConfig {
     pub epochs: usize,
     pub initial_epoch: usize,
     pub shuffle: bool,
+    /// Keras's `validation_freq`: validate after every n-th epoch, or after the listed (1-based) ones.
+    pub validation_freq: ValidationFreq,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValidationFreq {
+    Every(usize),
+    Epochs(Vec<usize>),
+}
+
+impl ValidationFreq {
+    /// From Keras's argument: a positive integer, or a list of epochs (1-based).
+    pub fn new(every: Option<i64>, epochs: Option<Vec<i64>>) -> Result<Self> {
+        match (every, epochs) {
+            (Some(n), None) if n >= 1 => Ok(ValidationFreq::Every(n as usize)),
+            (None, Some(list)) if list.iter().all(|&e| e >= 1) => Ok(ValidationFreq::Epochs(list.into_iter().map(|e| e as usize).collect())),
+            _ => crate::value_err!("`validation_freq` must be a positive integer or a list of positive epoch numbers"),
+        }
+    }
+
+    /// Whether validation runs after epoch `epoch` (0-based).
+    pub fn due(&self, epoch: usize) -> bool {
+        match self {
+            ValidationFreq::Every(n) => (epoch + 1).is_multiple_of(*n),
+            ValidationFreq::Epochs(list) => list.contains(&(epoch + 1)),
+        }
+    }
 }
 
 impl FitConfig {
@@ -180,7 +207,13 @@ impl FitConfig {
             return crate::value_err!("`initial_epoch` must be a non-negative integer, got {initial_epoch}");
         }
         let epochs = epochs.max(initial_epoch);
-        Ok(FitConfig { batch_size: batch_size as usize, epochs: epochs as usize, initial_epoch: initial_epoch as usize, shuffle })
+        Ok(FitConfig {
+            batch_size: batch_size as usize,
+            epochs: epochs as usize,
+            initial_epoch: initial_epoch as usize,
+            shuffle,
+            validation_freq: ValidationFreq::Every(1),
+        })
     }
 }
 
@@ -249,7 +282,7 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
                 }
             }
             let mut logs = mean.logs("");
-            if let Some(v) = val {
+            if let Some(v) = val.filter(|_| cfg.validation_freq.due(epoch)) {
                 logs.extend(evaluate_inner(shared, v, cfg.batch_size, hooks, true)?.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
             }
             if hooks.epoch_end(epoch, &logs)? == Control::Stop || stop {

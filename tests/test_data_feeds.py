@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+from kandle.callbacks import Callback
 from kandle.layers import Concatenate, Dense, Input
 from kandle.models import Model, Sequential
 from kandle.utils import PyDataset, set_random_seed
@@ -200,3 +201,27 @@ def test_progress_bar_counts_steps(capsys):
     _model().fit(_generator(), steps_per_epoch=4, epochs=1, verbose=1)
     out = capsys.readouterr().out
     assert "Train for 4 steps" in out and "4/4 [" in out
+
+
+@pytest.mark.parametrize("freq, validated", [(2, [1, 3]), ([1, 4], [0, 3]), (1, [0, 1, 2, 3])])
+def test_validation_freq(freq, validated):
+    """Keras 3: validation after every n-th epoch, or after the listed (1-based) epochs; arrays and feeds."""
+    for data in ((X, Y), (BATCHES,)):
+        model = _model()
+        seen = []
+
+        class Watch(Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if "val_loss" in logs:
+                    seen.append(epoch)
+
+        kwargs = {"y": data[1], "batch_size": 16} if len(data) == 2 else {}
+        model.fit(data[0], epochs=4, validation_data=(X[:16], Y[:16]), validation_freq=freq, verbose=0,
+                  callbacks=[Watch()], **kwargs)
+        assert seen == validated
+
+
+@pytest.mark.parametrize("bad", [0, -1, [0], "2", 1.5, True])
+def test_bad_validation_freq(bad):
+    with pytest.raises(ValueError, match="validation_freq"):
+        _model().fit(X, Y, epochs=1, validation_data=(X, Y), validation_freq=bad, verbose=0)

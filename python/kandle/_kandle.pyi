@@ -42,6 +42,7 @@ class ModelCore:
         epochs: int,
         initial_epoch: int,
         shuffle: bool,
+        validation_freq: Any,
         callbacks: Any,
         model: Any,
     ) -> None: ...
@@ -50,7 +51,8 @@ class ModelCore:
     # Batches from a kandle.models.data_adapter.Adapter (begin(epoch), next()).
     def fit_feed(
         self, adapter: Any, val_xs: Optional[list[npt.NDArray[Any]]], val_y: Optional[npt.NDArray[Any]],
-        val_adapter: Any, batch_size: int, epochs: int, initial_epoch: int, callbacks: Any = None, model: Any = None,
+        val_adapter: Any, batch_size: int, epochs: int, initial_epoch: int, validation_freq: Any, callbacks: Any = None,
+        model: Any = None,
     ) -> None: ...
     def evaluate_feed(self, adapter: Any, callbacks: Any = None) -> list[float]: ...
     def predict_feed(self, adapter: Any, callbacks: Any = None) -> npt.NDArray[np.float32]: ...

@@ -33,6 +33,13 @@ fn sources<'py>(xs: &[Bound<'py, PyAny>], what: &str) -> PyResult<Vec<Source<'py
     xs.iter().map(|x| Source::new(x, what)).collect()
 }
 
+/// Keras's `validation_freq`: an int or a list of epochs (checked by the core).
+fn validation_freq_of(v: &Bound<'_, PyAny>) -> PyResult<training::ValidationFreq> {
+    let every: Option<i64> = v.extract().ok().filter(|_| !v.is_instance_of::<pyo3::types::PyBool>());
+    let epochs: Option<Vec<i64>> = if every.is_none() { v.extract().ok() } else { None };
+    Ok(training::ValidationFreq::new(every, epochs)?)
+}
+
 fn refs<'a>(boxes: &'a [Box<dyn BatchSource + 'a>]) -> Vec<&'a dyn BatchSource> {
     boxes.iter().map(|b| b.as_ref()).collect()
 }
@@ -173,7 +180,7 @@ impl ModelCore {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, callbacks, model))]
+    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, validation_freq, callbacks, model))]
     fn fit(
         &self,
         py: Python<'_>,
@@ -186,6 +193,7 @@ impl ModelCore {
         epochs: i64,
         initial_epoch: i64,
         shuffle: bool,
+        validation_freq: &Bound<'_, PyAny>,
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
     ) -> PyResult<()> {
@@ -196,7 +204,8 @@ impl ModelCore {
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
         let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
         let vyb = vys.as_ref().map(|s| s.batches());
-        let cfg = FitConfig::new(batch_size, epochs, initial_epoch, shuffle)?;
+        let mut cfg = FitConfig::new(batch_size, epochs, initial_epoch, shuffle)?;
+        cfg.validation_freq = validation_freq_of(validation_freq)?;
         let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
         py.detach(|| {
             let all = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
@@ -245,7 +254,7 @@ impl ModelCore {
     }
 
     /// `fit` on batches from a Python adapter; validation from arrays or from another adapter.
-    #[pyo3(signature = (adapter, val_xs, val_y, val_adapter, batch_size, epochs, initial_epoch, callbacks=None, model=None))]
+    #[pyo3(signature = (adapter, val_xs, val_y, val_adapter, batch_size, epochs, initial_epoch, validation_freq, callbacks=None, model=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_feed(
         &self,
@@ -257,6 +266,7 @@ impl ModelCore {
         batch_size: i64,
         epochs: i64,
         initial_epoch: i64,
+        validation_freq: &Bound<'_, PyAny>,
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
     ) -> PyResult<()> {
@@ -264,7 +274,8 @@ impl ModelCore {
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
         let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
         let vyb = vys.as_ref().map(|s| s.batches());
-        let cfg = FitConfig::new(batch_size, epochs, initial_epoch, false)?;
+        let mut cfg = FitConfig::new(batch_size, epochs, initial_epoch, false)?;
+        cfg.validation_freq = validation_freq_of(validation_freq)?;
         let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
         let (mut train, mut val_feed) = (PyFeed::new(adapter), val_adapter.map(PyFeed::new));
         py.detach(|| {

@@ -377,8 +377,9 @@ class Model:
         for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
             if value is not None:
                 raise ValueError(f"kandle does not implement fit(`{key}`=...) yet")
-        if validation_freq != 1:
-            raise ValueError("kandle does not implement fit(validation_freq=...) other than 1 yet")
+        if not isinstance(validation_freq, (int, list, tuple)) or isinstance(validation_freq, bool):
+            raise ValueError(f"`validation_freq` must be an integer or a list of epochs, got {validation_freq!r}")
+        validation_freq = list(validation_freq) if isinstance(validation_freq, tuple) else validation_freq
         epochs = _int_arg("epochs", nb_epoch if nb_epoch is not None else epochs)
         initial_epoch = _int_arg("initial_epoch", initial_epoch)
         validation_split = _float_arg("validation_split", validation_split)
@@ -386,7 +387,7 @@ class Model:
         verbose = 1 if verbose == "auto" else int(verbose)
         if data_adapter.is_feed(x):
             return self._fit_feed(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                                  shuffle, initial_epoch, steps_per_epoch, validation_steps)
+                                  shuffle, initial_epoch, steps_per_epoch, validation_steps, validation_freq)
         for key, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
             if value is not None:
                 raise ValueError(f"kandle does not implement fit(`{key}`=...) on arrays yet (it does on "
@@ -410,10 +411,10 @@ class Model:
                            samples=n_train, batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
         return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit(
-            xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), cbs, self))
+            xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), validation_freq, cbs, self))
 
     def _fit_feed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-                  initial_epoch, steps_per_epoch, validation_steps):
+                  initial_epoch, steps_per_epoch, validation_steps, validation_freq):
         """`fit` on a generator, an iterable of batches or a PyDataset (Keras 3's rules for them)."""
         if y is not None:
             raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as "
@@ -437,7 +438,7 @@ class Model:
                                val_steps=None if val is None else val.num_batches(),
                                metrics=names + (["val_" + n for n in names] if do_validation else []))
             return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit_feed(
-                train, val_xs, val_y, val, _batch_size(batch_size), epochs, start, cbs, self))
+                train, val_xs, val_y, val, _batch_size(batch_size), epochs, start, validation_freq, cbs, self))
         finally:
             train.close()
             if val is not None:
