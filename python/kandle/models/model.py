@@ -416,20 +416,16 @@ class Model:
     def _fit_feed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
                   initial_epoch, steps_per_epoch, validation_steps, validation_freq):
         """`fit` on a generator, an iterable of batches or a PyDataset (Keras 3's rules for them)."""
-        if y is not None:
-            raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as "
-                             "input: the batches carry their targets")
         if validation_split:
             raise ValueError("`validation_split` is only supported for NumPy arrays, not for a dataset, "
                              "generator or PyDataset: pass validation_data instead")
-        train = data_adapter.Adapter(x, self, steps_per_epoch, shuffle=bool(shuffle))
+        train = self._feed(x, y, steps_per_epoch, targets=True, shuffle=bool(shuffle))
         val = val_xs = val_y = None
-        if validation_data is not None and data_adapter.is_feed(validation_data):
-            val = data_adapter.Adapter(validation_data, self, validation_steps, what="validation_data")
-        elif validation_data is not None:
-            val_xs, val_y = self._validation_arrays(validation_data)
         try:
-            train.first_batch_shapes()
+            if validation_data is not None and data_adapter.is_feed(validation_data):
+                val = data_adapter.Adapter(validation_data, self, validation_steps, what="validation_data")
+            elif validation_data is not None:
+                val_xs, val_y = self._validation_arrays(validation_data)
             names = self._core.metrics_names()
             do_validation = validation_data is not None
             cbs = CallbackList(automatic_backup(callbacks), add_history=True, add_progbar=verbose != 0, model=self,
@@ -461,11 +457,17 @@ class Model:
         self.history = cbs.history
         return cbs.history
 
-    def _feed(self, x, y, steps, targets):
+    def _feed(self, x, y, steps, targets, shuffle=False):
+        """The adapter over a generator / iterable / PyDataset `x`, the model built from its first batch."""
         if y is not None:
-            raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as input")
-        feed = data_adapter.Adapter(x, self, steps, targets=targets)
-        feed.first_batch_shapes()
+            raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as "
+                             "input: the batches carry their targets")
+        feed = data_adapter.Adapter(x, self, steps, targets=targets, shuffle=shuffle)
+        try:
+            feed.first_batch_shapes()
+        except BaseException:
+            feed.close()
+            raise
         return feed
 
     def _validation_arrays(self, validation_data):
