@@ -24,8 +24,9 @@ pub fn save_backup(model: &Model, path: &Path, progress: &str) -> Result<()> {
     container::write(path, &c)
 }
 
-/// The model config with every layer name replaced by its position and the model's name dropped:
-/// what two runs of the same script share even when Keras's automatic names (`dense_3`) differ.
+/// The model config with every layer name replaced by its position, the model's name and the
+/// initializers dropped: what two runs of the same script share even when Keras's automatic names
+/// (`dense_3`) differ.
 fn canonical(config: &Value) -> Value {
     let empty = vec![];
     let names: HashMap<String, String> = config["config"]["layers"]
@@ -35,11 +36,15 @@ fn canonical(config: &Value) -> Value {
         .enumerate()
         .filter_map(|(i, l)| l["name"].as_str().or(l["config"]["name"].as_str()).map(|n| (n.to_string(), format!("#{i}"))))
         .collect();
+    // Initializers only chose the starting weights, which the backup replaces; their serialized form
+    // may also differ between kandle versions (a backup must survive an upgrade mid-run).
     fn walk(v: &Value, names: &HashMap<String, String>) -> Value {
         match v {
             Value::String(s) => Value::String(names.get(s).cloned().unwrap_or_else(|| s.clone())),
             Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, names)).collect()),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), walk(x, names))).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().filter(|(k, _)| !k.ends_with("_initializer")).map(|(k, x)| (k.clone(), walk(x, names))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -99,4 +104,22 @@ pub fn restore_backup(model: &mut Model, path: &Path) -> Result<String> {
     }
     model.shuffle_rng = saved.shuffle_rng.clone();
     Ok(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_configs_ignore_names_and_initializers_but_not_shapes() {
+        let cfg = |name: &str, units: u64, init: Value| {
+            json!({"class_name": "Sequential", "config": {"name": "m", "input_shape": [3], "layers": [
+                {"class_name": "Dense", "config": {"name": name, "units": units, "kernel_initializer": init}}]}})
+        };
+        let a = cfg("dense", 4, json!({"class_name": "GlorotUniform", "config": {}}));
+        let b = cfg("dense_7", 4, json!({"class_name": "GlorotUniform", "config": {"seed": null}}));
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_ne!(canonical(&a), canonical(&cfg("dense", 5, json!("glorot_uniform"))));
+    }
 }
