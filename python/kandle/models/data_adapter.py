@@ -52,7 +52,7 @@ class Adapter:
             raise ValueError(f"`steps` must be a positive integer or None, got {steps!r}")
         self.data, self.model, self.steps, self.targets = data, model, steps, targets
         self.shuffle, self.what = shuffle, what
-        self._iterator, self._step, self._passes, self._warned = None, 0, 0, False
+        self._iterator, self._step, self._warned, self._ended = None, 0, False, False
         self._pending = collections.deque()
         self._executor = None
         if isinstance(data, PyDataset):
@@ -72,10 +72,8 @@ class Adapter:
 
     # -- the core's interface -------------------------------------------------------------------
     def begin(self, epoch):
-        self._step = 0
+        self._step, self._ended = 0, False
         if isinstance(self.data, PyDataset):
-            if self._passes:
-                self.data.on_epoch_end()
             order = list(range(len(self.data)))
             if self.shuffle:
                 random.shuffle(order)
@@ -84,12 +82,14 @@ class Adapter:
         elif self._iterator is None or (self.steps is None and hasattr(self.data, "__iter__")
                                         and not hasattr(self.data, "__next__")):
             self._iterator = iter(self.data)
-        self._passes += 1
 
     def next(self):
+        item = None if self.steps is not None and self._step >= self.steps else self._pull()
+        if item is None and isinstance(self.data, PyDataset) and not self._ended:
+            self._ended = True  # the pass is over: Keras calls on_epoch_end after every epoch, the last too
+            self.data.on_epoch_end()
         if self.steps is not None and self._step >= self.steps:
             return None
-        item = self._pull()
         if item is None:
             if self.steps is not None and self.targets and not self._warned:
                 self._warned = True
@@ -147,7 +147,6 @@ class Adapter:
         self.convert(item)
         first, rest = item, self._iterator
         self._iterator = _chain(first, rest)
-        self._passes = 0
 
     def __enter__(self):
         return self
