@@ -3,7 +3,8 @@
 //! The feed owns the order and each pass's length (`steps_per_epoch` included); the loops own the
 //! steps, the checks of every batch, the running means and the callbacks, as `training`'s do.
 
-use crate::model::Model;
+use crate::distributed::{self, World};
+use crate::model::{Model, StepSums};
 use crate::training::{Control, Dataset, FitConfig, Hooks, Logs, Mean, SharedModel};
 use crate::Result;
 use candle_core::Tensor;
@@ -17,6 +18,16 @@ pub struct Batch {
 impl Batch {
     fn len(&self) -> usize {
         self.xs.first().and_then(|x| x.dims().first().copied()).unwrap_or(0)
+    }
+
+    /// This process's share of the batch (`distributed::shard`), None when it is empty.
+    fn local(&self, world: &dyn World) -> Result<Option<Batch>> {
+        let r = distributed::shard(self.len(), world.rank(), world.size());
+        if r.is_empty() {
+            return Ok(None);
+        }
+        let cut = |t: &Tensor| t.narrow(0, r.start, r.len());
+        Ok(Some(Batch { xs: self.xs.iter().map(cut).collect::<candle_core::Result<_>>()?, y: self.y.as_ref().map(cut).transpose()? }))
     }
 
     /// The model's input and target checks, per batch (a feed's batches may differ from each other).
@@ -53,40 +64,48 @@ pub enum FeedValidation<'a> {
 
 /// Trains for `epochs - initial_epoch` passes over `train`. A pass that yields no batch at all ends
 /// training, as Keras does when its input runs out of data.
-pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, cfg: &FitConfig, hooks: &mut dyn Hooks, world: &dyn World) -> Result<()> {
     shared.exclusive(|| {
+        distributed::sync_start(&mut shared.write(), world, cfg.initial_epoch, &[])?;
         for epoch in cfg.initial_epoch..cfg.epochs {
             train.begin(epoch)?;
-            let Some(first) = train.next()? else { break };
+            let first = train.next()?;
+            if distributed::any(world, first.is_none())? {
+                break;
+            }
             hooks.epoch_begin(epoch)?;
             let mut mean = Mean::new(&shared.read());
             let mut stop = false;
-            let mut next = Some(first);
+            let mut next = first;
             let mut step = 0;
             while let Some(b) = next.take() {
                 hooks.batch_begin(step)?;
                 b.check(&shared.read(), true)?;
-                let y = b.y.as_ref().expect("checked");
-                let sums = shared.write().train_step(&b.xs, y)?;
+                let sums = train_batch(shared, &b, world)?;
                 mean.add(&sums, b.len());
-                if hooks.batch_end(step, b.len(), &mean.logs(""))? == Control::Stop {
+                let asked = hooks.batch_end(step, b.len(), &mean.logs(""))? == Control::Stop;
+                if distributed::any(world, asked)? {
                     stop = true;
                     break;
                 }
                 step += 1;
                 next = train.next()?;
+                if world.size() > 1 && distributed::any(world, next.is_none())? != next.is_none() {
+                    return crate::value_err!("kandle.distribution: the processes' data ran out after different numbers of batches: with DataParallel every process must read the same data");
+                }
             }
             let mut logs = mean.logs("");
             let val_logs = match &mut val {
                 _ if !cfg.validation_freq.due(epoch) => None,
                 FeedValidation::None => None,
-                FeedValidation::Data(d) => Some(crate::training::validate(shared, d, cfg.batch_size, hooks)?),
-                FeedValidation::Feed(f) => Some(evaluate(shared, &mut **f, hooks, true)?),
+                FeedValidation::Data(d) => Some(crate::training::validate(shared, d, cfg.batch_size, hooks, world)?),
+                FeedValidation::Feed(f) => Some(evaluate(shared, &mut **f, hooks, true, world)?),
             };
             if let Some(v) = val_logs {
                 logs.extend(v.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
             }
-            if hooks.epoch_end(epoch, &logs)? == Control::Stop || stop {
+            let asked = hooks.epoch_end(epoch, &logs)? == Control::Stop;
+            if distributed::any(world, asked)? || stop {
                 break;
             }
         }
@@ -96,7 +115,7 @@ pub fn fit(shared: &SharedModel, train: &mut dyn Feed, mut val: FeedValidation, 
 
 /// Loss and metrics over one pass of `feed` (sample-weighted means); `validation`: inside `fit`,
 /// where no test callbacks run.
-pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
+pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks, validation: bool, world: &dyn World) -> Result<Logs> {
     let mut mean = Mean::new(&shared.read());
     feed.begin(0)?;
     let mut step = 0;
@@ -106,10 +125,8 @@ pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks
         } else {
             hooks.batch_begin(step)?;
         }
-        let model = shared.read();
-        b.check(&model, true)?;
-        let sums = model.test_step(&b.xs, b.y.as_ref().expect("checked"))?;
-        drop(model);
+        b.check(&shared.read(), true)?;
+        let sums = test_batch(shared, &b, world)?;
         mean.add(&sums, b.len());
         if !validation {
             hooks.batch_end(step, b.len(), &mean.logs(""))?;
@@ -120,7 +137,7 @@ pub fn evaluate(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks
 }
 
 /// Model outputs for one pass of `feed`, row-major, with the full output shape.
-pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
+pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks, world: &dyn World) -> Result<(Vec<f32>, Vec<usize>)> {
     let mut out = Vec::new();
     let mut rows = 0;
     feed.begin(0)?;
@@ -129,9 +146,12 @@ pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks)
         hooks.batch_begin(step)?;
         let model = shared.read();
         b.check(&model, false)?;
-        let yb = model.predict_batch(&b.xs)?;
+        let mine = match b.local(world)? {
+            Some(local) => model.predict_batch(&local.xs)?.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+            None => Vec::new(),
+        };
+        out.extend(distributed::gather_rows(world, mine, b.len(), model.output_shape())?);
         drop(model);
-        out.extend(yb.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?);
         rows += b.len();
         hooks.batch_end(step, b.len(), &Vec::new())?;
         step += 1;
@@ -139,4 +159,25 @@ pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks)
     let mut shape = vec![rows];
     shape.extend_from_slice(shared.read().output_shape());
     Ok((out, shape))
+}
+
+/// One training step on batch `b` (this process's share of it in a larger world).
+fn train_batch(shared: &SharedModel, b: &Batch, world: &dyn World) -> Result<StepSums> {
+    if world.size() == 1 {
+        return shared.write().train_step(&b.xs, b.y.as_ref().expect("checked"));
+    }
+    let local = b.local(world)?;
+    let local = local.as_ref().map(|l| (l.xs.as_slice(), l.y.as_ref().expect("checked")));
+    shared.write().train_step_parallel(local, b.len(), world)
+}
+
+/// Loss/metric sums of batch `b`, over the whole world.
+fn test_batch(shared: &SharedModel, b: &Batch, world: &dyn World) -> Result<StepSums> {
+    let model = shared.read();
+    let sums = match b.local(world)? {
+        Some(l) => model.test_step(&l.xs, l.y.as_ref().expect("checked"))?,
+        None => vec![0.0; model.sums_width()],
+    };
+    drop(model);
+    distributed::reduce_sums(world, sums, b.len())
 }

@@ -19,6 +19,7 @@ pub mod model;
 pub mod saving;
 pub mod training;
 pub mod feed;
+pub mod distributed;
 
 #[cfg(test)]
 mod gradcheck;

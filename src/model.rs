@@ -51,7 +51,7 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 /// layer's weight gradients go to `on_layer` as soon as they are complete (a layer called several
 /// times: after its last call in the reverse walk, summed). Returns the batch-mean loss and the
 /// output.
-fn backward_pass(
+pub(crate) fn backward_pass(
     g: &Graph,
     loss: Loss,
     xs: &[Tensor],
@@ -362,7 +362,7 @@ impl Model {
         Ok((act.apply(&pre)?, pre, act))
     }
 
-    fn cast(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub(crate) fn cast(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
         Ok(xs.iter().map(|x| x.to_dtype(self.dtype)).collect::<candle_core::Result<_>>()?)
     }
 
@@ -396,7 +396,7 @@ impl Model {
     }
 
     /// Targets as a tensor shaped like the output (or `(n,)` class indices), validated.
-    fn target(&self, y: &Tensor, n: usize) -> Result<Tensor> {
+    pub(crate) fn target(&self, y: &Tensor, n: usize) -> Result<Tensor> {
         let compiled = self.require_compiled()?;
         if compiled.loss.sparse() {
             let classes = *self.output_shape().last().unwrap_or(&1);
@@ -415,7 +415,12 @@ impl Model {
         Ok(y.to_dtype(self.dtype)?.reshape(shape)?)
     }
 
-    fn sums(&self, loss: &Tensor, y: &Tensor, out: &Tensor) -> Result<StepSums> {
+    /// How many numbers a step's sums hold (the loss, then each metric's statistics).
+    pub(crate) fn sums_width(&self) -> usize {
+        1 + self.compiled.as_ref().map_or(0, |c| c.metrics.iter().map(|m| m.width()).sum())
+    }
+
+    pub(crate) fn sums(&self, loss: &Tensor, y: &Tensor, out: &Tensor) -> Result<StepSums> {
         let compiled = self.require_compiled()?;
         let n = out.dim(0)? as f64;
         let mut sums = vec![loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * n];

@@ -3,6 +3,7 @@
 //! lock is taken per batch, so hooks and other threads can read the model between steps.
 
 use crate::data::{batch_tensor, BatchSource};
+use crate::distributed::{self, World};
 use crate::model::Model;
 use crate::{rng, Error, Result};
 use candle_core::DType;
@@ -234,7 +235,7 @@ pub enum Validation<'a> {
 }
 
 /// `fit` on all the samples given, splitting off validation data as Keras does.
-pub fn fit_all(shared: &SharedModel, all: Dataset, validation: Validation, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+pub fn fit_all(shared: &SharedModel, all: Dataset, validation: Validation, cfg: &FitConfig, hooks: &mut dyn Hooks, world: &dyn World) -> Result<()> {
     let (train, val) = match validation {
         Validation::Data(v) => (all, Some(v)),
         Validation::Split(f) if f > 0.0 => {
@@ -244,12 +245,15 @@ pub fn fit_all(shared: &SharedModel, all: Dataset, validation: Validation, cfg: 
         Validation::Split(f) if f < 0.0 || f.is_nan() => return all.split(f).map(|_| ()),
         _ => (all, None),
     };
-    fit(shared, &train, val.as_ref(), cfg, hooks)
+    fit(shared, &train, val.as_ref(), cfg, hooks, world)
 }
 
-/// Trains for `epochs - initial_epoch` epochs; validation (if any) runs after each epoch.
-pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &FitConfig, hooks: &mut dyn Hooks) -> Result<()> {
+/// Trains for `epochs - initial_epoch` epochs; validation (if any) runs after each epoch. In a
+/// world of several processes each takes its share of every batch (`distributed`), process 0's
+/// shuffled order is everyone's, and a stop on any process stops all.
+pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &FitConfig, hooks: &mut dyn Hooks, world: &dyn World) -> Result<()> {
     check_batch_size(cfg.batch_size)?;
+    distributed::check_batch_size(cfg.batch_size, world)?;
     {
         let model = shared.read();
         train.check(&model)?;
@@ -259,33 +263,40 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
     }
     let y = train.y.ok_or_else(|| Error::Value("fit needs targets `y`".into()))?;
     shared.exclusive(|| {
+        let samples = [train.indices.len(), val.map_or(0, |v| v.indices.len())];
+        distributed::sync_start(&mut shared.write(), world, cfg.initial_epoch, &samples)?;
         for epoch in cfg.initial_epoch..cfg.epochs {
             hooks.epoch_begin(epoch)?;
-            let order: Vec<usize> = match cfg.shuffle {
+            let mut order: Vec<usize> = match cfg.shuffle {
                 true => {
                     let perm = rng::permutation_with(&mut shared.write().shuffle_rng, train.indices.len());
                     perm.into_iter().map(|i| train.indices[i]).collect()
                 }
                 false => train.indices.clone(),
             };
+            if cfg.shuffle && world.size() > 1 {
+                let mut root: Vec<f64> = order.iter().map(|&i| i as f64).collect();
+                world.broadcast_f64(&mut root)?;
+                order = root.into_iter().map(|i| i as usize).collect();
+            }
             let mut mean = Mean::new(&shared.read());
             let mut stop = false;
             for (batch, idx) in order.chunks(cfg.batch_size).enumerate() {
                 hooks.batch_begin(batch)?;
-                let xb = train.inputs(idx)?;
-                let yb = batch_tensor(y, idx, DType::F32)?;
-                let sums = shared.write().train_step(&xb, &yb)?;
+                let sums = train_batch(shared, train, y, idx, world)?;
                 mean.add(&sums, idx.len());
-                if hooks.batch_end(batch, idx.len(), &mean.logs(""))? == Control::Stop {
+                let asked = hooks.batch_end(batch, idx.len(), &mean.logs(""))? == Control::Stop;
+                if distributed::any(world, asked)? {
                     stop = true;
                     break;
                 }
             }
             let mut logs = mean.logs("");
             if let Some(v) = val.filter(|_| cfg.validation_freq.due(epoch)) {
-                logs.extend(evaluate_inner(shared, v, cfg.batch_size, hooks, true)?.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
+                logs.extend(evaluate_inner(shared, v, cfg.batch_size, hooks, true, world)?.into_iter().map(|(k, s)| (format!("val_{k}"), s)));
             }
-            if hooks.epoch_end(epoch, &logs)? == Control::Stop || stop {
+            let asked = hooks.epoch_end(epoch, &logs)? == Control::Stop;
+            if distributed::any(world, asked)? || stop {
                 break;
             }
         }
@@ -293,13 +304,39 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
     })
 }
 
-/// `fit`'s validation pass over arrays (no test callbacks; Ctrl-C noticed between batches).
-pub(crate) fn validate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<Logs> {
-    data.check(&shared.read())?;
-    evaluate_inner(shared, data, batch_size, hooks, true)
+/// One training step on the samples `idx` (this process's share of them in a larger world).
+fn train_batch(shared: &SharedModel, data: &Dataset, y: &dyn BatchSource, idx: &[usize], world: &dyn World) -> Result<crate::model::StepSums> {
+    if world.size() == 1 {
+        let (xb, yb) = (data.inputs(idx)?, batch_tensor(y, idx, DType::F32)?);
+        return shared.write().train_step(&xb, &yb);
+    }
+    let local = &idx[distributed::shard(idx.len(), world.rank(), world.size())];
+    let batch = match local.is_empty() {
+        true => None,
+        false => Some((data.inputs(local)?, batch_tensor(y, local, DType::F32)?)),
+    };
+    shared.write().train_step_parallel(batch.as_ref().map(|(x, y)| (x.as_slice(), y)), idx.len(), world)
 }
 
-fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, validation: bool) -> Result<Logs> {
+/// Loss/metric sums of the samples `idx`, over the whole world.
+fn test_batch(shared: &SharedModel, data: &Dataset, y: &dyn BatchSource, idx: &[usize], world: &dyn World) -> Result<crate::model::StepSums> {
+    let local = &idx[distributed::shard(idx.len(), world.rank(), world.size())];
+    let model = shared.read();
+    let sums = match local.is_empty() {
+        true => vec![0.0; model.sums_width()],
+        false => model.test_step(&data.inputs(local)?, &batch_tensor(y, local, DType::F32)?)?,
+    };
+    drop(model);
+    distributed::reduce_sums(world, sums, idx.len())
+}
+
+/// `fit`'s validation pass over arrays (no test callbacks; Ctrl-C noticed between batches).
+pub(crate) fn validate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, world: &dyn World) -> Result<Logs> {
+    data.check(&shared.read())?;
+    evaluate_inner(shared, data, batch_size, hooks, true, world)
+}
+
+fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, validation: bool, world: &dyn World) -> Result<Logs> {
     let y = data.y.ok_or_else(|| Error::Value("evaluate needs targets `y`".into()))?;
     let mut mean = Mean::new(&shared.read());
     for (batch, idx) in data.indices.chunks(batch_size).enumerate() {
@@ -308,9 +345,7 @@ fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks
         } else {
             hooks.batch_begin(batch)?;
         }
-        let xb = data.inputs(idx)?;
-        let yb = batch_tensor(y, idx, DType::F32)?;
-        let sums = shared.read().test_step(&xb, &yb)?;
+        let sums = test_batch(shared, data, y, idx, world)?;
         mean.add(&sums, idx.len());
         if !validation {
             hooks.batch_end(batch, idx.len(), &mean.logs(""))?;
@@ -320,22 +355,28 @@ fn evaluate_inner(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks
 }
 
 /// Loss and metrics over `data` (sample-weighted means).
-pub fn evaluate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<Logs> {
+pub fn evaluate(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, world: &dyn World) -> Result<Logs> {
     check_batch_size(batch_size)?;
+    distributed::check_batch_size(batch_size, world)?;
     data.check(&shared.read())?;
-    evaluate_inner(shared, data, batch_size, hooks, false)
+    evaluate_inner(shared, data, batch_size, hooks, false, world)
 }
 
-/// Model outputs for `x`, row-major, with the full output shape.
-pub fn predict(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks) -> Result<(Vec<f32>, Vec<usize>)> {
+/// Model outputs for `x`, row-major, with the full output shape. In a larger world each process
+/// computes its share of every batch and all of them return every row.
+pub fn predict(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &mut dyn Hooks, world: &dyn World) -> Result<(Vec<f32>, Vec<usize>)> {
     check_batch_size(batch_size)?;
+    distributed::check_batch_size(batch_size, world)?;
     data.check(&shared.read())?;
     let mut out = Vec::new();
     for (batch, idx) in data.indices.chunks(batch_size).enumerate() {
         hooks.batch_begin(batch)?;
-        let xb = data.inputs(idx)?;
-        let yb = shared.read().predict_batch(&xb)?;
-        out.extend(yb.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        let local = &idx[distributed::shard(idx.len(), world.rank(), world.size())];
+        let rows = match local.is_empty() {
+            true => Vec::new(),
+            false => shared.read().predict_batch(&data.inputs(local)?)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+        };
+        out.extend(distributed::gather_rows(world, rows, idx.len(), shared.read().output_shape())?);
         hooks.batch_end(batch, idx.len(), &Vec::new())?;
     }
     let mut shape = vec![data.indices.len()];
@@ -344,15 +385,16 @@ pub fn predict(shared: &SharedModel, data: &Dataset, batch_size: usize, hooks: &
 }
 
 /// One training step on exactly these samples (Keras's `train_on_batch`); returns the logs.
-pub fn train_on_batch(shared: &SharedModel, data: &Dataset) -> Result<Logs> {
+pub fn train_on_batch(shared: &SharedModel, data: &Dataset, world: &dyn World) -> Result<Logs> {
     data.check(&shared.read())?;
+    distributed::check_batch_size(data.indices.len(), world)?;
     let y = data.y.ok_or_else(|| Error::Value("train_on_batch needs targets `y`".into()))?;
     shared.exclusive(|| {
-        let xb = data.inputs(&data.indices)?;
-        let yb = batch_tensor(y, &data.indices, DType::F32)?;
-        let mut model = shared.write();
-        let sums = model.train_step(&xb, &yb)?;
-        let mut mean = Mean::new(&model);
+        if world.size() > 1 && shared.read().compiled().is_some_and(|c| c.optimizer.iterations == 0) {
+            distributed::sync_start(&mut shared.write(), world, 0, &[data.indices.len(), 0])?;
+        }
+        let sums = train_batch(shared, data, y, &data.indices, world)?;
+        let mut mean = Mean::new(&shared.read());
         mean.add(&sums, data.indices.len());
         Ok(mean.logs(""))
     })

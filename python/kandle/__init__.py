@@ -9,7 +9,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "activations", "applications", "backend", "callbacks", "config", "datasets", "initializers", "layers",
+    "activations", "applications", "backend", "callbacks", "config", "datasets", "distribution", "initializers", "layers",
     "losses", "metrics", "models", "optimizers", "preprocessing", "saving", "utils",
 }
 

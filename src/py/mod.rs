@@ -8,6 +8,7 @@ mod metrics;
 mod hooks;
 mod model;
 mod saving;
+mod world;
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -55,6 +56,13 @@ fn initializer_sample<'py>(py: Python<'py>, config_json: &str, shape: Vec<usize>
     let (fan_in, fan_out) = crate::initializers::fans(&shape);
     let values = init.sample(&shape, fan_in, fan_out)?;
     Ok((init.to_json().to_string(), values.into_pyarray(py).reshape(shape)?))
+}
+
+/// The number of threads kandle's kernels run on (the process-wide pool, sized once: by
+/// `RAYON_NUM_THREADS` or, when unset, the CPU count, at the first computation).
+#[pyfunction]
+fn num_threads() -> usize {
+    rayon::current_num_threads()
 }
 
 /// `keras.utils.set_random_seed`.
@@ -124,6 +132,7 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(layer_class_names, m)?)?;
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;
     m.add_function(wrap_pyfunction!(saving::save_model, m)?)?;

@@ -6,6 +6,7 @@ use super::arrays::Source;
 use super::error::parse_json;
 use super::feed::PyFeed;
 use super::hooks::{Phase, PyHooks};
+use super::world::world_of;
 use crate::data::BatchSource;
 use crate::feed::{self, FeedValidation};
 use crate::losses::Loss;
@@ -180,7 +181,7 @@ impl ModelCore {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, validation_freq, callbacks, model))]
+    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, validation_freq, callbacks, model, world=None))]
     fn fit(
         &self,
         py: Python<'_>,
@@ -196,7 +197,9 @@ impl ModelCore {
         validation_freq: &Bound<'_, PyAny>,
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
+        world: Option<Py<PyAny>>,
     ) -> PyResult<()> {
+        let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
@@ -213,48 +216,52 @@ impl ModelCore {
                 (Some(vx), Some(vy)) => Validation::Data(Dataset::new(refs(vx), Some(vy.as_ref()))?),
                 _ => Validation::Split(validation_split),
             };
-            training::fit_all(&self.shared, all, validation, &cfg, &mut hooks)
+            training::fit_all(&self.shared, all, validation, &cfg, &mut hooks, world.as_ref())
         })?;
         Ok(())
     }
 
-    #[pyo3(signature = (xs, y, batch_size, callbacks=None))]
-    fn evaluate(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+    #[pyo3(signature = (xs, y, batch_size, callbacks=None, world=None))]
+    fn evaluate(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>, world: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+        let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
         let mut hooks = PyHooks::new(callbacks, None, Phase::Test);
         let logs = py.detach(|| {
             let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
-            training::evaluate(&self.shared, &data, batch_size, &mut hooks)
+            training::evaluate(&self.shared, &data, batch_size, &mut hooks, world.as_ref())
         })?;
         Ok(values(logs))
     }
 
-    #[pyo3(signature = (xs, batch_size, callbacks=None))]
-    fn predict<'py>(&self, py: Python<'py>, xs: Vec<Bound<'py, PyAny>>, batch_size: usize, callbacks: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    #[pyo3(signature = (xs, batch_size, callbacks=None, world=None))]
+    fn predict<'py>(&self, py: Python<'py>, xs: Vec<Bound<'py, PyAny>>, batch_size: usize, callbacks: Option<Py<PyAny>>, world: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let world = world_of(py, world)?;
         let xs = sources(&xs, "x")?;
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let mut hooks = PyHooks::new(callbacks, None, Phase::Predict);
         let (data, shape) = py.detach(|| {
             let data = Dataset::new(refs(&xb), None)?;
-            training::predict(&self.shared, &data, batch_size, &mut hooks)
+            training::predict(&self.shared, &data, batch_size, &mut hooks, world.as_ref())
         })?;
         data.into_pyarray(py).reshape(shape)
     }
 
-    fn train_on_batch(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    #[pyo3(signature = (xs, y, world=None))]
+    fn train_on_batch(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, world: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+        let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
         Ok(values(py.detach(|| {
             let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
-            training::train_on_batch(&self.shared, &data)
+            training::train_on_batch(&self.shared, &data, world.as_ref())
         })?))
     }
 
     /// `fit` on batches from a Python adapter; validation from arrays or from another adapter.
-    #[pyo3(signature = (adapter, val_xs, val_y, val_adapter, batch_size, epochs, initial_epoch, validation_freq, callbacks=None, model=None))]
+    #[pyo3(signature = (adapter, val_xs, val_y, val_adapter, batch_size, epochs, initial_epoch, validation_freq, callbacks=None, model=None, world=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_feed(
         &self,
@@ -269,7 +276,9 @@ impl ModelCore {
         validation_freq: &Bound<'_, PyAny>,
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
+        world: Option<Py<PyAny>>,
     ) -> PyResult<()> {
+        let world = world_of(py, world)?;
         let vxs = val_xs.map(|v| sources(&v, "validation_data x")).transpose()?;
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
         let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
@@ -284,23 +293,25 @@ impl ModelCore {
                 (_, _, Some(f)) => FeedValidation::Feed(f),
                 _ => FeedValidation::None,
             };
-            feed::fit(&self.shared, &mut train, validation, &cfg, &mut hooks)
+            feed::fit(&self.shared, &mut train, validation, &cfg, &mut hooks, world.as_ref())
         })?;
         Ok(())
     }
 
-    #[pyo3(signature = (adapter, callbacks=None))]
-    fn evaluate_feed(&self, py: Python<'_>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+    #[pyo3(signature = (adapter, callbacks=None, world=None))]
+    fn evaluate_feed(&self, py: Python<'_>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>, world: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+        let world = world_of(py, world)?;
         let mut hooks = PyHooks::new(callbacks, None, Phase::Test);
         let mut data = PyFeed::new(adapter);
-        Ok(values(py.detach(|| feed::evaluate(&self.shared, &mut data, &mut hooks, false))?))
+        Ok(values(py.detach(|| feed::evaluate(&self.shared, &mut data, &mut hooks, false, world.as_ref()))?))
     }
 
-    #[pyo3(signature = (adapter, callbacks=None))]
-    fn predict_feed<'py>(&self, py: Python<'py>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    #[pyo3(signature = (adapter, callbacks=None, world=None))]
+    fn predict_feed<'py>(&self, py: Python<'py>, adapter: Py<PyAny>, callbacks: Option<Py<PyAny>>, world: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let world = world_of(py, world)?;
         let mut hooks = PyHooks::new(callbacks, None, Phase::Predict);
         let mut data = PyFeed::new(adapter);
-        let (out, shape) = py.detach(|| feed::predict(&self.shared, &mut data, &mut hooks))?;
+        let (out, shape) = py.detach(|| feed::predict(&self.shared, &mut data, &mut hooks, world.as_ref()))?;
         out.into_pyarray(py).reshape(shape)
     }
 }

@@ -16,6 +16,7 @@ import time
 
 from kandle import _kandle
 from kandle.callbacks.callback import Callback
+from kandle.distribution.distribution_lib import _is_chief
 
 _FILE = "backup.kandle"
 _FORMAT = 1
@@ -103,6 +104,8 @@ class BackupAndRestore(Callback):
             self._save(epoch + 1, 0)
 
     def _save(self, epoch, batch):
+        if not _is_chief():  # a data-parallel run: process 0 writes the backup every process restores
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.exists(self._path):
             shutil.copyfile(self._path, self._prev_path)
@@ -110,7 +113,7 @@ class BackupAndRestore(Callback):
         _kandle.save_backup(self.model._core, self._path, json.dumps(progress))
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint or not getattr(self.model, "_fit_completed", False):
+        if not self.delete_checkpoint or not getattr(self.model, "_fit_completed", False) or not _is_chief():
             return
         for path in (self._path, self._prev_path):
             if os.path.exists(path):

@@ -3,6 +3,7 @@
 from kandle.callbacks.callback import Callback
 from kandle.callbacks.history import History
 from kandle.callbacks.progbar_logger import ProgbarLogger
+from kandle.distribution.distribution_lib import _is_chief
 
 
 class CallbackList(Callback):
@@ -32,6 +33,10 @@ class CallbackList(Callback):
             callbacks = list(callbacks.callbacks)
         else:
             callbacks = [callbacks]
+        self.callbacks = callbacks
+        if not _is_chief():  # a data-parallel run: only process 0 draws progress
+            callbacks = [c for c in callbacks if not isinstance(c, ProgbarLogger)]
+            add_progbar = False
         self.callbacks = callbacks
         self._history = next((c for c in callbacks if isinstance(c, History)), None)
         self._progbar = next((c for c in callbacks if isinstance(c, ProgbarLogger)), None)

@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 
+from kandle.distribution.distribution_lib import _is_chief
 from kandle.callbacks.callback import Callback, get_learning_rate, print_msg, set_learning_rate
 
 
@@ -42,11 +43,16 @@ class CSVLogger(Callback):
                     self.keys = columns[1:]
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
+        if not _is_chief():  # a data-parallel run: process 0 writes the log
+            self.csv_file = None
+            return
         self.csv_file = open(self.filename, "a" if self.append else "w", newline="")
         self.writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.csv_file is None:
+            return
         if self.keys is None:
             self.keys = sorted(k for k in logs if k not in ("batch", "size"))
             if (self.params or {}).get("do_validation") and not any(

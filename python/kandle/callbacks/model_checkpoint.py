@@ -4,6 +4,7 @@ import math
 import os
 import warnings
 
+from kandle.distribution.distribution_lib import _is_chief
 from kandle.callbacks.callback import Callback, lookup_log, log_aliases, print_msg, resolve_mode
 
 
@@ -110,6 +111,8 @@ class ModelCheckpoint(Callback):
                            % (self.filepath, exc)) from None
 
     def _write(self, filepath):
+        if not _is_chief():  # a data-parallel run: process 0 writes, the others hold the same weights
+            return
         if self.save_weights_only:
             self.model.save_weights(filepath, overwrite=True)
         else:

@@ -17,6 +17,7 @@ from kandle import _kandle, backend, losses, optimizers
 from kandle import metrics as metrics_module
 from kandle.callbacks import CallbackList
 from kandle.callbacks.backup_and_restore import automatic_backup
+from kandle.distribution.distribution_lib import _world
 from kandle.layers.input_layer import InputLayer, KerasTensor
 from kandle.models import data_adapter
 from kandle.models.functional import _functional_config, _map_graph, _node_args, _node_index
@@ -411,7 +412,8 @@ class Model:
                            samples=n_train, batch_size=batch_size, do_validation=do_validation, val_samples=n_val,
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
         return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit(
-            xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), validation_freq, cbs, self))
+            xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), validation_freq, cbs, self,
+            _world()))
 
     def _fit_feed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
                   initial_epoch, steps_per_epoch, validation_steps, validation_freq):
@@ -434,7 +436,8 @@ class Model:
                                val_steps=None if val is None else val.num_batches(),
                                metrics=names + (["val_" + n for n in names] if do_validation else []))
             return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit_feed(
-                train, val_xs, val_y, val, _batch_size(batch_size), epochs, start, validation_freq, cbs, self))
+                train, val_xs, val_y, val, _batch_size(batch_size), epochs, start, validation_freq, cbs, self,
+                _world()))
         finally:
             train.close()
             if val is not None:
@@ -498,14 +501,14 @@ class Model:
                                samples=None, batch_size=batch_size)
             cbs.on_test_begin({})
             with feed:
-                values = self._core.evaluate_feed(feed, cbs)
+                values = self._core.evaluate_feed(feed, cbs, _world())
         else:
             xs, y = self._prepare(x), _array(y, "y")
             batch_size = _batch_size(batch_size)
             cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
                                steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
             cbs.on_test_begin({})
-            values = self._core.evaluate(xs, y, batch_size, cbs)
+            values = self._core.evaluate(xs, y, batch_size, cbs, _world())
         names = self._core.metrics_names()
         cbs.on_test_end(dict(zip(names, values)))
         return _results(names, values, return_dict)
@@ -518,7 +521,7 @@ class Model:
                                samples=None, batch_size=batch_size)
             cbs.on_predict_begin({})
             with feed:
-                out = self._core.predict_feed(feed, cbs)
+                out = self._core.predict_feed(feed, cbs, _world())
             cbs.on_predict_end({})
             return out
         xs = self._prepare(x)
@@ -526,7 +529,7 @@ class Model:
         cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
                            steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
         cbs.on_predict_begin({})
-        out = self._core.predict(xs, batch_size, cbs)
+        out = self._core.predict(xs, batch_size, cbs, _world())
         cbs.on_predict_end({})
         return out
 
@@ -536,7 +539,7 @@ class Model:
             raise ValueError("train_on_batch: sample/class weights are not supported yet")
         self._require_compiled()
         xs, y = self._prepare(x), _array(y, "y")
-        return _results(self._core.metrics_names(), self._core.train_on_batch(xs, y), return_dict)
+        return _results(self._core.metrics_names(), self._core.train_on_batch(xs, y, _world()), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled()

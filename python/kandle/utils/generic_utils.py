@@ -51,7 +51,12 @@ def end_line():
 
 
 def print_msg(message, line_break=True):
-    """Prints `message` to ``sys.stdout``, first ending a line left unfinished by a dynamic bar."""
+    """Prints `message` to ``sys.stdout``, first ending a line left unfinished by a dynamic bar
+    (only on process 0 of a data-parallel run: the others would repeat it)."""
+    from kandle.distribution.distribution_lib import _is_chief
+
+    if not _is_chief():
+        return
     prefix = "\n" if (_open_stream is not None and _open_stream is sys.stdout) else ""
     _write(prefix + str(message) + ("\n" if line_break else ""), leaves_line_open=not line_break)
 
