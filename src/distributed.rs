@@ -22,6 +22,52 @@ pub trait World: Send + Sync {
     /// Overwrites `data` with process 0's.
     fn broadcast_f32(&self, data: &mut [f32]) -> Result<()>;
     fn broadcast_f64(&self, data: &mut [f64]) -> Result<()>;
+    /// Starts summing `data` over all processes (processes start their reductions in the same
+    /// order); the default reduces at once.
+    fn allreduce_start(&self, mut data: Vec<f32>) -> Result<Box<dyn Pending + '_>> {
+        self.allreduce_f32(&mut data)?;
+        Ok(Box::new(Done(data)))
+    }
+    /// Lets started reductions move on (MPI moves data only inside its calls).
+    fn progress(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A reduction under way (`World::allreduce_start`).
+pub trait Pending {
+    /// Waits for the sums.
+    fn wait(self: Box<Self>) -> Result<Vec<f32>>;
+}
+
+/// A reduction that was done at once.
+pub struct Done(pub Vec<f32>);
+
+impl Pending for Done {
+    fn wait(self: Box<Self>) -> Result<Vec<f32>> {
+        Ok(self.0)
+    }
+}
+
+/// Starts the layers' gradient reductions in `order` (the same on every process), each as soon as
+/// it and every layer before it in that order are ready.
+struct Reducer<'w, 'o> {
+    world: &'w dyn World,
+    order: &'o [usize],
+    next: usize,
+    ready: Vec<Option<Vec<f32>>>,
+    pending: Vec<(usize, Box<dyn Pending + 'w>)>,
+}
+
+impl Reducer<'_, '_> {
+    fn advance(&mut self) -> Result<()> {
+        while let Some(&i) = self.order.get(self.next) {
+            let Some(flat) = self.ready[i].take() else { break };
+            self.pending.push((i, self.world.allreduce_start(flat)?));
+            self.next += 1;
+        }
+        self.world.progress()
+    }
 }
 
 /// The world of a process on its own (no distribution set): every collective is the identity.
@@ -113,10 +159,15 @@ pub fn gather_rows(world: &dyn World, rows: Vec<f32>, n: usize, row_shape: &[usi
     Ok(all)
 }
 
-fn flatten(ts: &[Tensor]) -> Result<Vec<f32>> {
+/// The tensors' values, one after the other, times `weight`.
+fn flatten(ts: &[Tensor], weight: f32) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ts.iter().map(|t| t.elem_count()).sum());
     for t in ts {
-        out.extend(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        match weight == 1.0 {
+            true => out.extend_from_slice(&values),
+            false => out.extend(values.iter().map(|v| v * weight)),
+        }
     }
     Ok(out)
 }
@@ -187,7 +238,7 @@ pub fn sync_start(model: &mut Model, world: &dyn World, initial_epoch: usize, sa
             &root[5..]
         )));
     }
-    let mut flat = flatten(&vars.iter().map(|v| v.as_tensor().clone()).collect::<Vec<_>>())?;
+    let mut flat = flatten(&vars.iter().map(|v| v.as_tensor().clone()).collect::<Vec<_>>(), 1.0)?;
     world.broadcast_f32(&mut flat)?;
     let refs: Vec<&Var> = vars.iter().collect();
     for (v, t) in vars.iter().zip(unflatten(&flat, &refs)?) {
@@ -199,7 +250,7 @@ pub fn sync_start(model: &mut Model, world: &dyn World, initial_epoch: usize, sa
     if let Some(c) = model.compiled_mut() {
         if has[0] == world.size() as f64 {
             let per = c.optimizer.slots().iter().map(|s| s.len()).collect::<Vec<_>>();
-            let mut flat = flatten(&slots)?;
+            let mut flat = flatten(&slots, 1.0)?;
             world.broadcast_f32(&mut flat)?;
             let mut at = 0;
             let mut rebuilt = Vec::with_capacity(per.len());
@@ -225,49 +276,52 @@ impl Model {
     /// of `global` samples; `None` when the share is empty (a last batch smaller than the group).
     /// Each process's gradients are weighted by its share of the batch and summed over the group,
     /// which gives the gradient of the global batch's mean loss; every process then applies the
-    /// same update (the fused SGD path is not taken: it would use the local gradient). Moving
-    /// statistics are averaged the same way, so all processes keep identical variables. Returns
-    /// the global batch's loss/metric sums.
+    /// same update (the fused SGD path is not taken: it would use the local gradient). A layer's
+    /// reduction starts as soon as the backward pass has its gradients, so it travels while the
+    /// layers before it are still differentiated. Moving statistics are averaged the same way,
+    /// so all processes keep identical variables. Returns the global batch's loss/metric sums.
     pub fn train_step_parallel(&mut self, local: Option<(&[Tensor], &Tensor)>, global: usize, world: &dyn World) -> Result<StepSums> {
-        let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
-        let (grads, sums, weight) = match local {
+        let layers = &self.graph().layers;
+        // The layers whose weights train, in the order their reductions start on every process:
+        // last layer first, which is the order in which a backward pass completes them.
+        let order: Vec<usize> = (0..layers.len()).rev().filter(|&i| layers[i].trainable() && !layers[i].weights().is_empty()).collect();
+        let mut reducer = Reducer { world, order: &order, next: 0, ready: vec![None; layers.len()], pending: Vec::new() };
+        let (sums, share) = match local {
             Some((xs, y)) => {
                 let n = xs[0].dim(0)?;
                 let y = self.target(y, n)?;
                 let xs = self.cast(xs)?;
                 let loss = self.compiled().expect("checked by target").loss;
+                let share = n as f64 / global as f64;
                 let weight = match loss.reduction {
-                    crate::losses::Reduction::Mean => n as f64 / global as f64,
+                    crate::losses::Reduction::Mean => share,
                     crate::losses::Reduction::Sum => 1.0,
                 };
-                let mut by_layer: Vec<Option<Vec<Tensor>>> = vec![None; self.graph().layers.len()];
                 let (value, out) = backward_pass(self.graph(), loss, &xs, &y, |i, g| {
-                    let ws = self.graph().layers[i].weights();
-                    by_layer[i] = Some(g.iter().zip(&ws).map(|(g, w)| g.value(w.as_tensor())?.affine(weight, 0.0)).collect::<candle_core::Result<_>>()?);
-                    Ok(())
+                    let ws = layers[i].weights();
+                    let values = g.iter().zip(&ws).map(|(g, w)| g.value(w.as_tensor())).collect::<candle_core::Result<Vec<_>>>()?;
+                    reducer.ready[i] = Some(flatten(&values, weight as f32)?);
+                    reducer.advance()
                 })?;
-                let mut grads = Vec::with_capacity(vars.len());
-                for (layer, g) in self.graph().layers.iter().zip(by_layer) {
-                    if layer.trainable() {
-                        match g {
-                            Some(g) => grads.extend(g),
-                            None => grads.extend(layer.weights().iter().map(|w| w.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?),
-                        }
-                    }
-                }
-                (grads, self.sums(&value, &y, &out)?, weight)
+                (self.sums(&value, &y, &out)?, share)
             }
-            None => {
-                let grads = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
-                (grads, vec![0.0; self.sums_width()], 0.0)
-            }
+            None => (vec![0.0; self.sums_width()], 0.0),
         };
+        // Layers that got no gradient (none at all on an empty share) reduce zeros, in the same order.
+        for &i in &order {
+            if reducer.ready[i].is_none() && reducer.pending.iter().all(|(l, _)| *l != i) {
+                reducer.ready[i] = Some(vec![0.0; layers[i].weights().iter().map(|w| w.elem_count()).sum()]);
+            }
+        }
+        reducer.advance()?;
+        let mut by_layer: Vec<Option<Vec<Tensor>>> = vec![None; layers.len()];
+        for (i, p) in std::mem::take(&mut reducer.pending) {
+            let flat = p.wait()?;
+            by_layer[i] = Some(unflatten(&flat, &layers[i].weights())?);
+        }
+        let grads: Vec<Tensor> = layers.iter().zip(by_layer).filter(|(l, _)| l.trainable()).flat_map(|(_, g)| g.unwrap_or_default()).collect();
+        let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
-        let mut flat = flatten(&grads)?;
-        drop(grads);
-        world.allreduce_f32(&mut flat)?;
-        let grads = unflatten(&flat, &refs)?;
-        drop(flat);
         let compiled = self.compiled_mut().expect("checked by target");
         let optimizer = &mut compiled.optimizer;
         optimizer.prepare(&refs)?;
@@ -277,18 +331,19 @@ impl Model {
             optimizer.update(k, &vars[k], &Grad::Value(g))?;
         }
         optimizer.finish_step();
-        self.average_state(weight, world)?;
+        self.average_state(share, world)?;
         reduce_sums(world, sums, global)
     }
 
-    /// Moving statistics of the trained layers, averaged over the group with the step's weights.
+    /// Moving statistics of the trained layers, averaged over the group, each process's weighted
+    /// by its share of the batch.
     fn average_state(&self, weight: f64, world: &dyn World) -> Result<()> {
         let state: Vec<Var> = self.graph().layers.iter().filter(|l| l.trainable()).flat_map(|l| l.state()).cloned().collect();
         if state.is_empty() {
             return Ok(());
         }
-        let values = state.iter().map(|v| v.as_tensor().affine(weight, 0.0)).collect::<candle_core::Result<Vec<_>>>()?;
-        let mut flat = flatten(&values)?;
+        let values: Vec<Tensor> = state.iter().map(|v| v.as_tensor().clone()).collect();
+        let mut flat = flatten(&values, weight as f32)?;
         world.allreduce_f32(&mut flat)?;
         let refs: Vec<&Var> = state.iter().collect();
         for (v, t) in state.iter().zip(unflatten(&flat, &refs)?) {
@@ -301,6 +356,169 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ArraySource;
+    use crate::losses::Loss;
+    use crate::optimizers::Optimizer;
+    use crate::training::{self, Dataset, FitConfig, Hooks, SharedModel};
+    use serde_json::json;
+    use std::sync::{Arc, Barrier, Mutex};
+
+    /// Processes as threads: collectives through one shared accumulator and a barrier.
+    struct Threads {
+        rank: usize,
+        size: usize,
+        acc: Arc<Mutex<Vec<f64>>>,
+        barrier: Arc<Barrier>,
+    }
+
+    impl Threads {
+        fn sum(&self, data: &mut [f64]) {
+            {
+                let mut acc = self.acc.lock().unwrap();
+                if acc.len() != data.len() {
+                    *acc = vec![0.0; data.len()];
+                }
+                acc.iter_mut().zip(data.iter()).for_each(|(a, d)| *a += d);
+            }
+            self.barrier.wait();
+            data.copy_from_slice(&self.acc.lock().unwrap());
+            self.barrier.wait();
+            if self.rank == 0 {
+                self.acc.lock().unwrap().clear();
+            }
+            self.barrier.wait();
+        }
+
+        fn root(&self, data: &mut [f64]) {
+            if self.rank == 0 {
+                *self.acc.lock().unwrap() = data.to_vec();
+            }
+            self.barrier.wait();
+            data.copy_from_slice(&self.acc.lock().unwrap());
+            self.barrier.wait();
+            if self.rank == 0 {
+                self.acc.lock().unwrap().clear();
+            }
+            self.barrier.wait();
+        }
+    }
+
+    fn via_f64(data: &mut [f32], f: impl FnOnce(&mut [f64])) {
+        let mut wide: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+        f(&mut wide);
+        data.iter_mut().zip(wide).for_each(|(d, w)| *d = w as f32);
+    }
+
+    impl World for Threads {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn allreduce_f32(&self, data: &mut [f32]) -> Result<()> {
+            via_f64(data, |w| self.sum(w));
+            Ok(())
+        }
+        fn allreduce_f64(&self, data: &mut [f64]) -> Result<()> {
+            self.sum(data);
+            Ok(())
+        }
+        fn broadcast_f32(&self, data: &mut [f32]) -> Result<()> {
+            via_f64(data, |w| self.root(w));
+            Ok(())
+        }
+        fn broadcast_f64(&self, data: &mut [f64]) -> Result<()> {
+            self.root(data);
+            Ok(())
+        }
+    }
+
+    struct Quiet;
+    impl Hooks for Quiet {}
+
+    fn model(optimizer: &str, batchnorm: bool) -> Model {
+        let mut m = Model::new("net", &[6, 6, 2]).unwrap();
+        m.add("Conv2D", &json!({"name": "c", "filters": 3, "kernel_size": 3, "activation": "relu"})).unwrap();
+        if batchnorm {
+            m.add("BatchNormalization", &json!({"name": "bn"})).unwrap();
+        }
+        m.add("Flatten", &json!({"name": "f"})).unwrap();
+        m.add("Dense", &json!({"name": "o", "units": 4, "activation": "softmax"})).unwrap();
+        let opt = Optimizer::from_json(&json!({"class_name": optimizer, "config": {"learning_rate": 0.05}})).unwrap();
+        m.compile(opt, Loss::CategoricalCrossentropy, &["acc".into()]).unwrap();
+        m
+    }
+
+    fn weights(m: &Model) -> Vec<Vec<f32>> {
+        m.all_weights().iter().map(|w| w.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+    }
+
+    /// Two "processes" (threads) with a global batch of 10 (shares of 5) and a last batch of 7
+    /// (4 and 3) train as one process with batch 10 does; both end with the same weights, which
+    /// started as process 0's (process 1 built other ones). With BatchNormalization each share
+    /// normalizes with its own statistics (as Keras's DataParallel does), so only the processes'
+    /// agreement is checked.
+    fn two_threads_train_as_one(optimizer: &str, batchnorm: bool) {
+        let x: Vec<f32> = (0..27 * 72).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
+        let y: Vec<f32> = (0..27 * 4).map(|i| if i % 4 == (i / 4) % 3 { 1.0 } else { 0.0 }).collect();
+        let xv = ndarray::ArrayViewD::from_shape(vec![27, 6, 6, 2], &x).unwrap();
+        let yv = ndarray::ArrayViewD::from_shape(vec![27, 4], &y).unwrap();
+        let (xs, ys) = (ArraySource::new(xv), ArraySource::new(yv));
+        let cfg = FitConfig::new(10, 3, 0, true).unwrap();
+        let one = SharedModel::new(model(optimizer, batchnorm));
+        let (start, order) = (weights(&one.read()), one.read().shuffle_rng.clone());
+        training::fit(&one, &Dataset::new(vec![&xs], Some(&ys)).unwrap(), None, &cfg, &mut Quiet, &Alone).unwrap();
+        let alone = weights(&one.read());
+        let (acc, barrier) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Barrier::new(2)));
+        let results: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    let (acc, barrier, start, xs, ys, cfg, order) = (acc.clone(), barrier.clone(), &start, &xs, &ys, &cfg, &order);
+                    s.spawn(move || {
+                        let mut m = model(optimizer, batchnorm);
+                        if rank == 0 {
+                            m.shuffle_rng = order.clone();
+                            for (v, w) in m.all_weights().iter().zip(start) {
+                                v.set(&Tensor::from_slice(w, v.dims(), v.device()).unwrap()).unwrap();
+                            }
+                        }
+                        let shared = SharedModel::new(m);
+                        let world = Threads { rank, size: 2, acc, barrier };
+                        training::fit(&shared, &Dataset::new(vec![xs], Some(ys)).unwrap(), None, cfg, &mut Quiet, &world).unwrap();
+                        let w = weights(&shared.read());
+                        w
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results[0], results[1], "{optimizer}: the processes' weights differ");
+        assert_ne!(results[0], start);
+        if batchnorm {
+            return;
+        }
+        for (k, (a, b)) in alone.iter().zip(&results[0]).enumerate() {
+            let worst = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{optimizer}: weight {k} differs by {worst}");
+        }
+    }
+
+    #[test]
+    fn two_processes_train_as_one_with_sgd() {
+        two_threads_train_as_one("SGD", false);
+    }
+
+    #[test]
+    fn two_processes_train_as_one_with_adam() {
+        two_threads_train_as_one("Adam", false);
+    }
+
+    #[test]
+    fn two_processes_keep_identical_batchnorm_statistics() {
+        two_threads_train_as_one("Adam", true);
+    }
+
 
     #[test]
     fn shards_cover_the_batch_in_order() {

@@ -3,7 +3,7 @@
 //! is taken for each collective only; timeouts and MPI itself live on the Python side.
 
 use super::error::external;
-use crate::distributed::{Alone, World};
+use crate::distributed::{Alone, Pending, World};
 use crate::Result;
 use numpy::{Element, PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
@@ -33,7 +33,36 @@ impl PyWorld {
     }
 }
 
+/// A reduction started in Python (`group.start_allreduce(array)` returned `request`).
+struct PyPending {
+    group: Py<PyAny>,
+    array: Py<PyArray1<f32>>,
+    request: Py<PyAny>,
+}
+
+impl Pending for PyPending {
+    fn wait(self: Box<Self>) -> Result<Vec<f32>> {
+        Python::attach(|py| -> PyResult<Vec<f32>> {
+            self.group.bind(py).call_method1("finish", (self.request.bind(py),))?;
+            Ok(self.array.bind(py).readonly().as_slice()?.to_vec())
+        })
+        .map_err(external)
+    }
+}
+
 impl World for PyWorld {
+    fn allreduce_start(&self, data: Vec<f32>) -> Result<Box<dyn Pending + '_>> {
+        Python::attach(|py| -> PyResult<Box<dyn Pending>> {
+            // The vector becomes the array's memory (no copy); the sums are read back in `wait`.
+            let array = PyArray1::from_vec(py, data);
+            let request = self.group.bind(py).call_method1("start_allreduce", (&array,))?.unbind();
+            Ok(Box::new(PyPending { group: self.group.clone_ref(py), array: array.unbind(), request }))
+        })
+        .map_err(external)
+    }
+    fn progress(&self) -> Result<()> {
+        Python::attach(|py| self.group.bind(py).call_method0("progress").map(|_| ())).map_err(external)
+    }
     fn rank(&self) -> usize {
         self.rank
     }

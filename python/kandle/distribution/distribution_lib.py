@@ -53,14 +53,34 @@ class _Group:
         self.size = comm.Get_size()
         self.timeout = timeout
         self.broken = False
+        self._pending = []
 
     def allreduce(self, buffer):
         from mpi4py import MPI
 
-        self._wait(self.comm.Iallreduce(MPI.IN_PLACE, buffer, op=MPI.SUM), "allreduce", buffer)
+        self._wait(self.comm.Iallreduce(MPI.IN_PLACE, buffer, op=MPI.SUM), "an allreduce", buffer)
+
+    def start_allreduce(self, buffer):
+        """Starts an in-place sum of `buffer`; `finish(request)` waits for it, `progress()` moves
+        every started one on (the training step calls it between layers)."""
+        from mpi4py import MPI
+
+        request = (self.comm.Iallreduce(MPI.IN_PLACE, buffer, op=MPI.SUM), buffer)
+        self._pending.append(request)
+        return request
+
+    def progress(self):
+        if self._pending:
+            from mpi4py import MPI
+
+            MPI.Request.Testall([r for r, _ in self._pending])
+
+    def finish(self, request):
+        self._pending.remove(request)
+        self._wait(request[0], "an allreduce", request[1])
 
     def bcast(self, buffer):
-        self._wait(self.comm.Ibcast(buffer, root=0), "broadcast", buffer)
+        self._wait(self.comm.Ibcast(buffer, root=0), "a broadcast", buffer)
 
     def _wait(self, request, what, buffer):
         if self.broken:
@@ -72,7 +92,7 @@ class _Group:
                 self.broken = True
                 raise RuntimeError(
                     f"kandle.distribution: process {self.rank} of {self.size} waited {self.timeout:g} s for the "
-                    f"others in a {what} of {buffer.size} values and gave up: another process has died, hangs, "
+                    f"others in {what} of {buffer.size} values and gave up: another process has died, hangs, "
                     "or runs different code (KANDLE_COLLECTIVE_TIMEOUT sets the limit)")
 
 
