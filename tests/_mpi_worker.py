@@ -62,6 +62,11 @@ def run():
         m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
         h = m.fit(x, y, batch_size=33, epochs=2, verbose=0, shuffle=True)
         save("adam", m, loss=h.history["loss"])
+        m = cnn()
+        m.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["acc"])
+        logs = [m.train_on_batch(x[i:i + 32], y[i:i + 32]) for i in range(0, 96, 32)]
+        save("train_on_batch", m, logs=np.array(logs), test=m.test_on_batch(x[:32], y[:32]),
+             pred=m.predict_on_batch(x[:5]))
     elif mode == "feed":
         def batches():
             for i in range(0, 160, 32):

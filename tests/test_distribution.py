@@ -51,7 +51,7 @@ def equivalence(tmp_path_factory):
     return alone, pair, again, pair_log
 
 
-@pytest.mark.parametrize("tag", ["sgd", "adam"])
+@pytest.mark.parametrize("tag", ["sgd", "adam", "train_on_batch"])
 def test_two_processes_train_as_one(equivalence, tag):
     alone, pair, _, _ = equivalence
     one, r0, r1 = load(alone, tag, 0), load(pair, tag, 0), load(pair, tag, 1)
@@ -64,7 +64,7 @@ def test_two_processes_train_as_one(equivalence, tag):
 
 def test_seeded_runs_repeat_bit_for_bit(equivalence):
     _, pair, again, _ = equivalence
-    for tag in ("sgd", "adam"):
+    for tag in ("sgd", "adam", "train_on_batch"):
         a, b = load(pair, tag, 0), load(again, tag, 0)
         for k in a:
             assert np.array_equal(a[k], b[k]), f"{tag}: {k}"
