@@ -372,14 +372,9 @@ mod tests {
     }
 
     impl Threads {
-        fn sum(&self, data: &mut [f64]) {
-            {
-                let mut acc = self.acc.lock().unwrap();
-                if acc.len() != data.len() {
-                    *acc = vec![0.0; data.len()];
-                }
-                acc.iter_mut().zip(data.iter()).for_each(|(a, d)| *a += d);
-            }
+        /// Each thread adds its part into the accumulator, then all read it back.
+        fn exchange(&self, data: &mut [f64], contribute: impl FnOnce(&mut Vec<f64>, &[f64])) {
+            contribute(&mut self.acc.lock().unwrap(), data);
             self.barrier.wait();
             data.copy_from_slice(&self.acc.lock().unwrap());
             self.barrier.wait();
@@ -389,17 +384,22 @@ mod tests {
             self.barrier.wait();
         }
 
+        fn sum(&self, data: &mut [f64]) {
+            self.exchange(data, |acc, d| {
+                if acc.len() != d.len() {
+                    *acc = vec![0.0; d.len()];
+                }
+                acc.iter_mut().zip(d).for_each(|(a, d)| *a += d);
+            });
+        }
+
         fn root(&self, data: &mut [f64]) {
-            if self.rank == 0 {
-                *self.acc.lock().unwrap() = data.to_vec();
-            }
-            self.barrier.wait();
-            data.copy_from_slice(&self.acc.lock().unwrap());
-            self.barrier.wait();
-            if self.rank == 0 {
-                self.acc.lock().unwrap().clear();
-            }
-            self.barrier.wait();
+            let rank = self.rank;
+            self.exchange(data, |acc, d| {
+                if rank == 0 {
+                    *acc = d.to_vec();
+                }
+            });
         }
     }
 

@@ -152,6 +152,11 @@ def test_import_and_single_process_fit_need_no_mpi():
             "m.compile(optimizer='sgd', loss='mse')\n"
             "m.fit(np.ones((4, 3), 'float32'), np.ones((4, 2), 'float32'), verbose=0)\n"
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'\n")
+    run_alone(code)
+
+
+def run_alone(code):
+    """Runs `code` in a fresh interpreter, without mpiexec; it must succeed."""
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
 
@@ -165,5 +170,4 @@ def test_alone_is_a_world_of_one():
             "assert distribution.distribution() is d\n"
             "assert distribution.list_devices() == ['cpu:0'], distribution.list_devices()\n"
             "assert distribution.list_devices('gpu') == []\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    run_alone(code)
