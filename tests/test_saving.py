@@ -160,11 +160,13 @@ def test_file_is_safetensors_with_kandle_header(tmp_path):
     assert not any(name.startswith(".") for name in os.listdir(tmp_path)), "no temporary file left behind"
 
 
-def test_any_extension_holds_kandle_format_and_loads(tmp_path):
+def test_any_extension_but_keras_holds_kandle_format_and_loads(tmp_path):
     model = cnn()
     x, _ = data()
-    for name in ("m.keras", "m.h5", "weights.01-0.52.hdf5", "noext"):
+    for name in ("m.kandle", "m.h5", "weights.01-0.52.hdf5", "noext", "m.keras"):
         model.save(tmp_path / name)
+        kandle_format = (tmp_path / name).read_bytes()[:8] != b"PK\x03\x04\x14\x00\x00\x00"[:8]
+        assert kandle_format == (name != "m.keras"), name  # .keras: a Keras 3 zip (tests/test_keras_export.py)
         np.testing.assert_array_equal(load_model(str(tmp_path / name)).predict(x, verbose=0), model.predict(x, verbose=0))
 
 
@@ -206,13 +208,16 @@ def test_save_weights_and_load_weights(tmp_path):
     model = cnn()
     x, y = data()
     model.fit(x, y, epochs=1, verbose=0)
-    model.save_weights(tmp_path / "w.weights.h5")  # Keras 3's required suffix is accepted, as any other
-    meta, tensors = st.read(tmp_path / "w.weights.h5")
+    model.save_weights(tmp_path / "w.kandle")
+    meta, tensors = st.read(tmp_path / "w.kandle")
     assert meta["content"] == "weights" and "compile_config" not in meta
-    other = cnn()
-    other.load_weights(tmp_path / "w.weights.h5")
-    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
-    other.load_weights(tmp_path / "w.weights.h5")  # idempotent
+    model.save_weights(tmp_path / "w.weights.h5")  # Keras 3's suffix: Keras 3's HDF5 layout
+    assert (tmp_path / "w.weights.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    for name in ("w.kandle", "w.weights.h5"):
+        other = cnn()
+        other.load_weights(tmp_path / name)
+        np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+        other.load_weights(tmp_path / name)  # idempotent
     model.save(tmp_path / "full.kandle")
     third = cnn()
     third.load_weights(tmp_path / "full.kandle")  # a full model file also serves its weights

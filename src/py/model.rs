@@ -175,6 +175,14 @@ impl ModelCore {
         Ok(())
     }
 
+    /// The optimizer's state: for each trained weight (`trainable_weights` order), its slots
+    /// (Adam: first and second moments; SGD with momentum: the momentum); empty before the first step.
+    fn optimizer_slots<'py>(&self, py: Python<'py>) -> PyResult<Vec<Vec<Bound<'py, PyArrayDyn<f32>>>>> {
+        let model = self.shared.read();
+        let Some(c) = model.compiled() else { return Ok(Vec::new()) };
+        c.optimizer.slots().iter().map(|slots| slots.iter().map(|t| super::arrays::to_numpy(py, t)).collect()).collect()
+    }
+
     #[getter]
     fn iterations(&self) -> u64 {
         self.shared.read().compiled().map(|c| c.optimizer.iterations).unwrap_or(0)

@@ -66,17 +66,31 @@ def _may_write(path, overwrite):
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
-    """Writes ``model`` to one kandle file (any extension; ``.kandle`` by convention, a ``.keras`` or
-    ``.h5`` name holds kandle's format too). The write is atomic: a crash leaves the old file."""
+    """Writes ``model`` to one file, atomically (a crash leaves the old file): a name ending in
+    ``.keras`` gets a Keras 3 zip that Keras opens (:mod:`kandle.saving.keras_export`); any other name
+    (``.kandle`` by convention, ``.h5`` as the 2018 tutorial writes) gets kandle's format, which also
+    keeps the random streams and every optimizer's state."""
     path = _path(filepath)
     if _may_write(path, overwrite):
-        _kandle.save_model(_core_of(model, "save"), path, bool(include_optimizer))
+        core = _core_of(model, "save")
+        if path.endswith(".keras"):
+            from kandle.saving import keras_export
+
+            return keras_export.save_model(model, path, bool(include_optimizer))
+        _kandle.save_model(core, path, bool(include_optimizer))
 
 
 def save_weights(model, filepath, overwrite=True, **kwargs):
+    """The weights alone: Keras 3's HDF5 layout for a name ending in ``.weights.h5``, kandle's
+    format otherwise."""
     path = _path(filepath)
     if _may_write(path, overwrite):
-        _kandle.save_weights(_core_of(model, "save"), path)
+        core = _core_of(model, "save")
+        if path.endswith(".weights.h5"):
+            from kandle.saving import keras_export
+
+            return keras_export.save_weights(model, path)
+        _kandle.save_weights(core, path)
 
 
 def load_weights(model, filepath, skip_mismatch=False, by_name=False, **kwargs):

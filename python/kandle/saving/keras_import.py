@@ -200,6 +200,9 @@ def _compile(model, compile_config, path):
 
 
 def load_model(path, kind, compile=True):
+    if kind == "hdf5" and str(path).endswith(".weights.h5"):
+        raise _fail(path, "a weights file (Keras 3's .weights.h5) holds no model: build the model and call "
+                          "model.load_weights() on it")
     if kind == "hdf5":
         raise _fail(path, "a Keras 2 HDF5 (.h5) model, which kandle does not read; re-save it with Keras 3 as .keras")
     config, weights = _read_zip(path)
