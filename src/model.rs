@@ -490,6 +490,24 @@ impl Model {
         self.sums(&loss, &y, &out)
     }
 
+    /// Sets the optimizer's state from outside (a Keras file): each trained weight's slots, in
+    /// `weights()` order, and the step count; counts and shapes are checked before anything changes.
+    pub fn set_optimizer_state(&mut self, slots: Vec<Vec<Tensor>>, iterations: u64) -> Result<()> {
+        let shapes: Vec<Vec<usize>> = self.weights().iter().map(|v| v.dims().to_vec()).collect();
+        let compiled = self.compiled.as_mut().ok_or_else(|| Error::Runtime("the model is not compiled".into()))?;
+        let per = compiled.optimizer.slots_per_variable();
+        let ok = slots.len() == shapes.len() && slots.iter().zip(&shapes).all(|(s, dims)| s.len() == per && s.iter().all(|t| t.dims() == dims.as_slice()));
+        if !(ok || slots.is_empty()) {
+            return crate::value_err!(
+                "optimizer state for {} weight(s) does not fit: the model trains {} weight(s) with {per} slot(s) each",
+                slots.len(),
+                shapes.len()
+            );
+        }
+        compiled.optimizer.set_slots(slots, iterations);
+        Ok(())
+    }
+
     /// A layer's variables (`weights()` then `state()`) as host data in Keras layouts.
     pub fn layer_weights(&self, i: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>> {
         let l = self.layer(i)?;

@@ -74,6 +74,11 @@ def test_kandle_reads_its_keras_files_back(name):
     model = load_model(GOLDEN / f"export_{name}.keras")
     np.testing.assert_allclose(model.predict(g["x"], verbose=0), g["keras_pred"], rtol=1e-5, atol=1e-6)
     assert model.metrics_names[0] == "loss"
+    # The optimizer's state comes back too: the next step is the one Keras took from the same file.
+    assert model.optimizer.iterations == int(g["keras_iterations"])
+    model.train_on_batch(g["x"][:8], g["y"][:8])
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(w, g[f"keras_step_{i}"], rtol=1e-4, atol=1e-5, err_msg=f"{name}: weight {i}")
 
 
 def test_weights_h5_is_keras_layout_and_loads_back(trained, tmp_path):

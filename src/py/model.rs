@@ -183,6 +183,12 @@ impl ModelCore {
         c.optimizer.slots().iter().map(|slots| slots.iter().map(|t| super::arrays::to_numpy(py, t)).collect()).collect()
     }
 
+    /// Replaces the optimizer's state (`optimizer_slots`' layout) and step count, checked first.
+    fn set_optimizer_state(&self, slots: Vec<Vec<PyReadonlyArrayDyn<'_, f32>>>, iterations: u64) -> PyResult<()> {
+        let tensors = slots.iter().map(|per| per.iter().map(super::arrays::tensor).collect::<PyResult<Vec<_>>>()).collect::<PyResult<Vec<_>>>()?;
+        Ok(self.shared.write().set_optimizer_state(tensors, iterations)?)
+    }
+
     #[getter]
     fn iterations(&self) -> u64 {
         self.shared.read().compiled().map(|c| c.optimizer.iterations).unwrap_or(0)

@@ -5,7 +5,8 @@ file loads into a built model.
 Layer configs are mapped to kandle's layers of the same Keras names (an unsupported layer is named in
 the error); weights are read with h5py (needed only here) from ``layers/<group>/vars/<i>``, where Keras
 names the group after the layer's class in snake case, numbered in order (``dense``, ``dense_1``, ...).
-The compile configuration is applied when kandle knows it; the optimizer's state is not imported.
+The compile configuration is applied when kandle knows it, and the optimizer's state (iterations,
+learning rate, slots) for SGD, Adam and AdamW.
 """
 
 import io
@@ -199,6 +200,37 @@ def _compile(model, compile_config, path):
                       "uncompiled: call model.compile(...) before training it", stacklevel=3)
 
 
+def _load_optimizer(model, weights, path):
+    """The optimizer's state from ``optimizer/vars`` (iterations, learning rate, then each trained
+    weight's slots: Keras's order for SGD, Adam and AdamW, as kandle's); skipped with a warning, as
+    Keras does, when it does not fit this optimizer."""
+    from kandle.saving.keras_export import _KERAS_SLOT_ORDER
+
+    opt = model._compiled[0] if model._compiled else None
+    if opt is None or weights is None or opt._serialize()["class_name"] not in _KERAS_SLOT_ORDER:
+        return
+    h5py = _h5py(path)
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        group = f.get("optimizer/vars")
+        if group is None or len(group) < 2:
+            return
+        values = [np.asarray(group[str(i)]) for i in range(len(group))]
+    trained = model.trainable_weights
+    rest = values[2:]
+    per = len(rest) // len(trained) if trained else 0
+    if per * len(trained) != len(rest):
+        warnings.warn(f"'{path}': skipping the optimizer's state ({len(rest)} variables for {len(trained)} trained "
+                      "weights); training restarts it", stacklevel=3)
+        return
+    slots = [[np.ascontiguousarray(v, dtype=np.float32) for v in rest[i * per:(i + 1) * per]] for i in range(len(trained))]
+    try:
+        model._core.set_optimizer_state(slots if per else [], int(values[0]))
+    except ValueError as e:
+        warnings.warn(f"'{path}': skipping the optimizer's state ({e}); training restarts it", stacklevel=3)
+        return
+    model._core.learning_rate = float(values[1])
+
+
 def load_model(path, kind, compile=True):
     if kind == "hdf5" and str(path).endswith(".weights.h5"):
         raise _fail(path, "a weights file (Keras 3's .weights.h5) holds no model: build the model and call "
@@ -213,6 +245,7 @@ def load_model(path, kind, compile=True):
         raise _fail(path, "the zip holds no model.weights.h5")
     if compile:
         _compile(model, config.get("compile_config"), path)
+        _load_optimizer(model, weights, path)
     return model
 
 
