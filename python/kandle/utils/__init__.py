@@ -4,6 +4,7 @@ from kandle.utils.data_utils import get_file
 from kandle.utils.layer_utils import print_summary
 from kandle.utils.np_utils import normalize, to_categorical
 from kandle.utils.py_dataset import PyDataset, Sequence
+from kandle.utils.image_dataset import image_dataset_from_directory
 from kandle.preprocessing.image import array_to_img, img_to_array, load_img, save_img
 
 
