@@ -58,6 +58,7 @@ from kandle.callbacks.history import History, HistoryDict
 from kandle.callbacks.misc import CSVLogger, LambdaCallback, LearningRateScheduler, TerminateOnNaN
 from kandle.callbacks.model_checkpoint import ModelCheckpoint
 from kandle.callbacks.progbar_logger import ProgbarLogger
+from kandle.callbacks.tensorboard import TensorBoard
 
 __all__ = [
     "BackupAndRestore",
@@ -73,6 +74,7 @@ __all__ = [
     "ModelCheckpoint",
     "ProgbarLogger",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
 ]
 
