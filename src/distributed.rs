@@ -280,16 +280,17 @@ impl Model {
     /// reduction starts as soon as the backward pass has its gradients, so it travels while the
     /// layers before it are still differentiated. Moving statistics are averaged the same way,
     /// so all processes keep identical variables. Returns the global batch's loss/metric sums.
-    pub fn train_step_parallel(&mut self, local: Option<(&[Tensor], &Tensor)>, global: usize, world: &dyn World) -> Result<StepSums> {
+    pub fn train_step_parallel(&mut self, local: Option<(&[Tensor], &Tensor, Option<&Tensor>)>, global: usize, world: &dyn World) -> Result<StepSums> {
         let layers = &self.graph().layers;
         // The layers whose weights train, in the order their reductions start on every process:
         // last layer first, which is the order in which a backward pass completes them.
         let order: Vec<usize> = (0..layers.len()).rev().filter(|&i| layers[i].trainable() && !layers[i].weights().is_empty()).collect();
         let mut reducer = Reducer { world, order: &order, next: 0, ready: vec![None; layers.len()], pending: Vec::new() };
         let (sums, share) = match local {
-            Some((xs, y)) => {
+            Some((xs, y, w)) => {
                 let n = xs[0].dim(0)?;
                 let y = self.target(y, n)?;
+                let w = self.sample_weights(w)?;
                 let xs = self.cast(xs)?;
                 let loss = self.compiled().expect("checked by target").loss;
                 let share = n as f64 / global as f64;
@@ -297,7 +298,7 @@ impl Model {
                     crate::losses::Reduction::Mean => share,
                     crate::losses::Reduction::Sum => 1.0,
                 };
-                let (value, out) = backward_pass(self.graph(), loss, &xs, &y, |i, g| {
+                let (value, out) = backward_pass(self.graph(), loss, &xs, &y, w.as_ref(), |i, g| {
                     let ws = layers[i].weights();
                     let values = g.iter().zip(&ws).map(|(g, w)| g.value(w.as_tensor())).collect::<candle_core::Result<Vec<_>>>()?;
                     reducer.ready[i] = Some(flatten(&values, weight as f32)?);

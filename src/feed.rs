@@ -13,6 +13,8 @@ use candle_core::Tensor;
 pub struct Batch {
     pub xs: Vec<Tensor>,
     pub y: Option<Tensor>,
+    /// Per-sample loss weights (a `(x, y, sample_weight)` batch).
+    pub w: Option<Tensor>,
 }
 
 impl Batch {
@@ -27,7 +29,8 @@ impl Batch {
             return Ok(None);
         }
         let cut = |t: &Tensor| t.narrow(0, r.start, r.len());
-        Ok(Some(Batch { xs: self.xs.iter().map(cut).collect::<candle_core::Result<_>>()?, y: self.y.as_ref().map(cut).transpose()? }))
+        let xs = self.xs.iter().map(cut).collect::<candle_core::Result<_>>()?;
+        Ok(Some(Batch { xs, y: self.y.as_ref().map(cut).transpose()?, w: self.w.as_ref().map(cut).transpose()? }))
     }
 
     /// The model's input and target checks, per batch (a feed's batches may differ from each other).
@@ -35,8 +38,11 @@ impl Batch {
         let shapes: Vec<&[usize]> = self.xs.iter().map(|x| x.dims().get(1..).unwrap_or(&[])).collect();
         model.check_inputs(&shapes)?;
         let n = self.len();
-        if self.xs.iter().any(|x| x.dims().first() != Some(&n)) || self.y.as_ref().is_some_and(|y| y.dims().first() != Some(&n)) {
-            let sizes: Vec<String> = self.xs.iter().chain(&self.y).map(|t| t.dims().first().copied().unwrap_or(0).to_string()).collect();
+        if self.xs.iter().any(|x| x.dims().first() != Some(&n))
+            || self.y.as_ref().is_some_and(|y| y.dims().first() != Some(&n))
+            || self.w.as_ref().is_some_and(|w| w.elem_count() != n)
+        {
+            let sizes: Vec<String> = self.xs.iter().chain(&self.y).chain(&self.w).map(|t| t.dims().first().copied().unwrap_or(0).to_string()).collect();
             return crate::value_err!("Data cardinality is ambiguous within a batch: sizes {}", sizes.join(", "));
         }
         match (&self.y, targets) {
@@ -164,10 +170,10 @@ pub fn predict(shared: &SharedModel, feed: &mut dyn Feed, hooks: &mut dyn Hooks,
 /// One training step on batch `b` (this process's share of it in a larger world).
 fn train_batch(shared: &SharedModel, b: &Batch, world: &dyn World) -> Result<StepSums> {
     if world.size() == 1 {
-        return shared.write().train_step(&b.xs, b.y.as_ref().expect("checked"));
+        return shared.write().train_step(&b.xs, b.y.as_ref().expect("checked"), b.w.as_ref());
     }
     let local = b.local(world)?;
-    let local = local.as_ref().map(|l| (l.xs.as_slice(), l.y.as_ref().expect("checked")));
+    let local = local.as_ref().map(|l| (l.xs.as_slice(), l.y.as_ref().expect("checked"), l.w.as_ref()));
     shared.write().train_step_parallel(local, b.len(), world)
 }
 
@@ -175,7 +181,7 @@ fn train_batch(shared: &SharedModel, b: &Batch, world: &dyn World) -> Result<Ste
 fn test_batch(shared: &SharedModel, b: &Batch, world: &dyn World) -> Result<StepSums> {
     let model = shared.read();
     let sums = match b.local(world)? {
-        Some(l) => model.test_step(&l.xs, l.y.as_ref().expect("checked"))?,
+        Some(l) => model.test_step(&l.xs, l.y.as_ref().expect("checked"), l.w.as_ref())?,
         None => vec![0.0; model.sums_width()],
     };
     drop(model);

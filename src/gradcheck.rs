@@ -643,9 +643,14 @@ fn elementwise_gradients_at_exactly_zero_follow_tensorflow() {
 /// The batch-mean loss of the final activation applied to `pre` (the variable), and the gradient
 /// with respect to `pre` that the model's backward pass starts from.
 pub(crate) fn check_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var) {
-    let f = || Ok(loss_and_gradient(loss, &y, pre.as_tensor(), act)?.0);
+    check_weighted_loss(what, loss, act, y, pre, None);
+}
+
+/// `check_loss` with per-sample weights (Keras's `sample_weight`).
+pub(crate) fn check_weighted_loss(what: &str, loss: Loss, act: Activation, y: Tensor, pre: Var, w: Option<Tensor>) {
+    let f = || Ok(loss_and_gradient(loss, &y, pre.as_tensor(), act, w.as_ref())?.0);
     assert_gradients_match(what, &[("prediction", &pre)], f, |r| {
-        let dpre = loss_and_gradient(loss, &y, pre.as_tensor(), act)?.2;
+        let dpre = loss_and_gradient(loss, &y, pre.as_tensor(), act, w.as_ref())?.2;
         Ok(vec![Some(dpre.broadcast_mul(r)?)])
     });
 }
@@ -718,7 +723,7 @@ fn binary_crossentropy_from_logits_gradient_at_a_zero_logit_is_sigmoid_minus_tar
     let y = tensor(vec![1.0, 0.0, 0.25, 1.0], &[2, 2]);
     check_loss("BCE from logits at z = 0", Loss::BinaryCrossentropy, SIGMOID, y.clone(), z.clone());
     // The batch mean divides the per-sample gradients by the 2 samples.
-    let dz = loss_and_gradient(Loss::BinaryCrossentropy, &y, z.as_tensor(), SIGMOID).unwrap().2;
+    let dz = loss_and_gradient(Loss::BinaryCrossentropy, &y, z.as_tensor(), SIGMOID, None).unwrap().2;
     assert_eq!(values(&dz), [-0.125, 0.125, 0.0625, -0.125]);
 }
 
@@ -748,11 +753,11 @@ fn mean_absolute_error_gradient_at_zero_error_is_zero_as_in_tensorflow() {
     // outputs, n = 2 samples here).
     let y = tensor(vec![0.5, -1.0, 2.0, 0.0], &[2, 2]);
     let pred = tensor(vec![0.5, -2.0, 3.0, 0.0], &[2, 2]);
-    let (loss, _, grad) = loss_and_gradient(Loss::MeanAbsoluteError, &y, &pred, Activation::Linear).unwrap();
+    let (loss, _, grad) = loss_and_gradient(Loss::MeanAbsoluteError, &y, &pred, Activation::Linear, None).unwrap();
     assert_eq!(loss.to_scalar::<f64>().unwrap(), 0.5);
     assert_eq!(values(&grad), [0.0, -0.25, 0.25, 0.0]);
     let nan = tensor(vec![f64::NAN, 0.0, 0.0, 0.0], &[2, 2]);
-    let loss = loss_and_gradient(Loss::MeanAbsoluteError, &y, &nan, Activation::Linear).unwrap().0;
+    let loss = loss_and_gradient(Loss::MeanAbsoluteError, &y, &nan, Activation::Linear, None).unwrap().0;
     assert!(loss.to_scalar::<f64>().unwrap().is_nan(), "a NaN prediction must show in the loss");
 }
 

@@ -263,7 +263,7 @@ fn a_frozen_layer_gets_no_update_and_still_passes_gradients_below_it() {
     let before: Vec<Vec<f64>> = m.layers()[bn2].weights().iter().chain(&m.layers()[bn2].state()).map(|v| values(v.as_tensor())).collect();
     let short_before = values(m.layers()[short].weights()[0].as_tensor());
     check_model_inputs("residual block, bn2 frozen (inference mode)", &m, std::slice::from_ref(&x), &y);
-    m.train_step(&[x.to_dtype(DType::F32).unwrap()], &y).unwrap();
+    m.train_step(&[x.to_dtype(DType::F32).unwrap()], &y, None).unwrap();
     let after: Vec<Vec<f64>> = m.layers()[bn2].weights().iter().chain(&m.layers()[bn2].state()).map(|v| values(v.as_tensor())).collect();
     assert_eq!(before, after, "a frozen BatchNormalization keeps gamma, beta and its moving statistics");
     assert_ne!(short_before, values(m.layers()[short].weights()[0].as_tensor()), "the conv below it trains");
@@ -278,7 +278,7 @@ fn a_training_step_applies_the_gradients_the_check_verified() {
         let y = one_hot(&[2, 0], 3);
         let w0: Vec<Tensor> = m.weights().iter().map(|w| w.as_tensor().copy().unwrap()).collect();
         let grads = m.gradients(std::slice::from_ref(&x), &y).unwrap().2;
-        m.train_step(&[x], &y).unwrap();
+        m.train_step(&[x], &y, None).unwrap();
         for ((w0, g), w) in w0.iter().zip(&grads).zip(m.weights()) {
             let expected = values(&w0.sub(&g.affine(0.01, 0.0).unwrap()).unwrap());
             let got = values(w.as_tensor());

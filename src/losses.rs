@@ -145,6 +145,20 @@ impl Loss {
 
     /// The batch's loss from its per-sample losses.
     pub fn reduce(self, per_sample: &Tensor) -> Result<Tensor> {
+        self.reduce_weighted(per_sample, None)
+    }
+
+    /// Keras 3's reduction of weighted per-sample losses: `sum(w * l)`, divided by the number of
+    /// samples (not by the weights' sum) for 'sum_over_batch_size'.
+    pub fn reduce_weighted(self, per_sample: &Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
+        let weighted;
+        let per_sample = match weights {
+            Some(w) => {
+                weighted = per_sample.mul(&w.to_dtype(per_sample.dtype())?.reshape(per_sample.shape())?)?;
+                &weighted
+            }
+            None => per_sample,
+        };
         Ok(match self.reduction {
             Reduction::Mean => per_sample.mean_all()?,
             Reduction::Sum => per_sample.sum_all()?,
@@ -213,11 +227,11 @@ impl Loss {
 /// output, which the model's backward pass starts from. candle's autograd differentiates the loss on
 /// this small graph, with the output `act(pre)` as a leaf of its own whose gradient then goes
 /// through the activation's backward pass (the loss reads the logits, the probabilities, or both).
-pub fn loss_and_gradient(loss: Loss, y: &Tensor, pre: &Tensor, act: Activation) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn loss_and_gradient(loss: Loss, y: &Tensor, pre: &Tensor, act: Activation, weights: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
     let pre = Var::from_tensor(pre)?;
     // Detached, so that a linear activation's output is a leaf distinct from `pre`.
     let probs = Var::from_tensor(&act.apply(pre.as_tensor())?.detach())?;
-    let value = loss.reduce(&loss.per_sample(y, probs.as_tensor(), pre.as_tensor(), act)?)?;
+    let value = loss.reduce_weighted(&loss.per_sample(y, probs.as_tensor(), pre.as_tensor(), act)?, weights)?;
     let grads = value.backward()?;
     let mut dpre = match grads.get(pre.as_tensor()) {
         Some(g) => g.clone(),
@@ -242,6 +256,16 @@ mod tests {
 
     fn with(kind: Loss, from_logits: bool, label_smoothing: f64, reduction: Reduction) -> Loss {
         Loss { from_logits, label_smoothing, reduction, ..kind }
+    }
+
+    #[test]
+    fn weighted_gradients_match_finite_differences() {
+        let z = || var(normal(20, 41).into_iter().map(|v| 2.0 * v).collect(), &[4, 5]);
+        let w = crate::gradcheck::tensor(vec![0.5, 0.0, 2.0, 1.25], &[4]);
+        let y = one_hot(&[1, 0, 4, 2], 5);
+        crate::gradcheck::check_weighted_loss("weighted CE", Loss::CategoricalCrossentropy, Activation::Softmax, y, z(), Some(w.clone()));
+        let (t, p) = (crate::gradcheck::tensor(normal(20, 42), &[4, 5]), var(normal(20, 43), &[4, 5]));
+        crate::gradcheck::check_weighted_loss("weighted MSE, sum", with(Loss::MeanSquaredError, false, 0.0, Reduction::Sum), Activation::Linear, t, p, Some(w));
     }
 
     #[test]

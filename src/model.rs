@@ -56,6 +56,7 @@ pub(crate) fn backward_pass(
     loss: Loss,
     xs: &[Tensor],
     y: &Tensor,
+    weights: Option<&Tensor>,
     mut on_layer: impl FnMut(usize, Vec<Grad>) -> Result<()>,
 ) -> Result<(Tensor, Tensor)> {
     let mut values: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
@@ -75,7 +76,7 @@ pub(crate) fn backward_pass(
     let pre = values[g.output].take().unwrap_or_else(|| xs[0].clone());
     drop(values);
     let act = g.output_activation();
-    let (value, out, grad) = loss_and_gradient(loss, y, &pre, act)?;
+    let (value, out, grad) = loss_and_gradient(loss, y, &pre, act, weights)?;
     let mut grads: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
     grads[g.output] = Some(grad);
     let mut pending: Vec<Option<Vec<Grad>>> = (0..g.layers.len()).map(|_| None).collect();
@@ -377,7 +378,7 @@ impl Model {
     pub fn gradients(&self, xs: &[Tensor], y: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
         let loss = self.require_compiled()?.loss;
         let mut by_layer: Vec<Option<Vec<Tensor>>> = vec![None; self.graph.layers.len()];
-        let (value, out) = backward_pass(&self.graph, loss, &self.cast(xs)?, y, |i, g| {
+        let (value, out) = backward_pass(&self.graph, loss, &self.cast(xs)?, y, None, |i, g| {
             let weights = self.graph.layers[i].weights();
             let values = g.iter().zip(&weights).map(|(g, w)| g.value(w.as_tensor())).collect::<candle_core::Result<Vec<_>>>()?;
             by_layer[i] = Some(values);
@@ -415,6 +416,14 @@ impl Model {
         Ok(y.to_dtype(self.dtype)?.reshape(shape)?)
     }
 
+    /// Sample weights as a flat tensor in the model's dtype.
+    pub(crate) fn sample_weights(&self, w: Option<&Tensor>) -> Result<Option<Tensor>> {
+        Ok(match w {
+            Some(w) => Some(w.flatten_all()?.to_dtype(self.dtype)?),
+            None => None,
+        })
+    }
+
     /// How many numbers a step's sums hold (the loss, then each metric's statistics).
     pub(crate) fn sums_width(&self) -> usize {
         1 + self.compiled.as_ref().map_or(0, |c| c.metrics.iter().map(|m| m.width()).sum())
@@ -430,11 +439,14 @@ impl Model {
         Ok(sums)
     }
 
-    /// One optimisation step on one batch; returns the batch's loss/metric sums. Each layer's
-    /// weights are updated as soon as the backward pass has their complete gradients (nothing
-    /// later in the walk reads them), while those gradients are still in cache.
-    pub fn train_step(&mut self, xs: &[Tensor], y: &Tensor) -> Result<StepSums> {
+    /// One optimisation step on one batch (per-sample loss weights `w`, Keras's `sample_weight`,
+    /// when given); returns the batch's loss/metric sums. Each layer's weights are updated as soon
+    /// as the backward pass has their complete gradients (nothing later in the walk reads them),
+    /// while those gradients are still in cache.
+    pub fn train_step(&mut self, xs: &[Tensor], y: &Tensor, w: Option<&Tensor>) -> Result<StepSums> {
         let y = self.target(y, xs[0].dim(0)?)?;
+        let w = self.sample_weights(w)?;
+        let w = w.as_ref();
         let xs = self.cast(xs)?;
         let vars: Vec<Var> = self.weights().into_iter().cloned().collect();
         let refs: Vec<&Var> = vars.iter().collect();
@@ -454,7 +466,7 @@ impl Model {
         let (loss, out) = if optimizer.needs_all_gradients() {
             // `global_clipnorm` scales the step's gradients by their joint norm: all of them first.
             let mut all: Vec<(usize, Tensor)> = Vec::with_capacity(vars.len());
-            let result = backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
+            let result = backward_pass(graph, compiled.loss, &xs, &y, w, |i, grads| {
                 for (j, g) in grads.iter().enumerate() {
                     let k = first[i] + j;
                     all.push((k, g.value(vars[k].as_tensor())?));
@@ -469,7 +481,7 @@ impl Model {
             }
             result
         } else {
-            backward_pass(graph, compiled.loss, &xs, &y, |i, grads| {
+            backward_pass(graph, compiled.loss, &xs, &y, w, |i, grads| {
                 for (j, g) in grads.iter().enumerate() {
                     optimizer.update(first[i] + j, &vars[first[i] + j], g)?;
                 }
@@ -480,13 +492,15 @@ impl Model {
         self.sums(&loss, &y, &out)
     }
 
-    /// Loss and metrics on one batch, without training.
-    pub fn test_step(&self, xs: &[Tensor], y: &Tensor) -> Result<StepSums> {
+    /// Loss and metrics on one batch, without training (the loss weighted by `w` when given; the
+    /// metrics never are, as Keras 3's `metrics=`).
+    pub fn test_step(&self, xs: &[Tensor], y: &Tensor, w: Option<&Tensor>) -> Result<StepSums> {
         let n = xs[0].dim(0)?;
         let y = self.target(y, n)?;
+        let w = self.sample_weights(w)?;
         let loss_kind = self.require_compiled()?.loss;
         let (out, pre, act) = self.forward_full(&self.cast(xs)?)?;
-        let loss = loss_kind.reduce(&loss_kind.per_sample(&y, &out, &pre, act)?)?;
+        let loss = loss_kind.reduce_weighted(&loss_kind.per_sample(&y, &out, &pre, act)?, w.as_ref())?;
         self.sums(&loss, &y, &out)
     }
 

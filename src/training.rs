@@ -44,6 +44,8 @@ pub trait Hooks {
 pub struct Dataset<'a> {
     pub xs: Vec<&'a dyn BatchSource>,
     pub y: Option<&'a dyn BatchSource>,
+    /// Keras's `sample_weight`: one loss weight per sample.
+    pub w: Option<&'a dyn BatchSource>,
     pub indices: Vec<usize>,
 }
 
@@ -63,7 +65,28 @@ impl<'a> Dataset<'a> {
                 y.map(|y| y.len().to_string()).unwrap_or_default()
             )));
         }
-        Ok(Dataset { xs, y, indices: (0..n).collect() })
+        Ok(Dataset { xs, y, w: None, indices: (0..n).collect() })
+    }
+
+    /// The same samples with per-sample loss weights (`sample_weight`: shape `(n,)` or `(n, 1)`).
+    pub fn with_weights(mut self, w: Option<&'a dyn BatchSource>) -> Result<Self> {
+        if let Some(w) = w {
+            let n = self.xs[0].len();
+            if w.len() != n || !(w.sample_shape().is_empty() || w.sample_shape() == [1]) {
+                return Err(Error::Value(format!(
+                    "`sample_weight` must hold one weight per sample, shape ({n},) or ({n}, 1); received shape ({}{})",
+                    w.len(),
+                    w.sample_shape().iter().map(|d| format!(", {d}")).collect::<String>()
+                )));
+            }
+        }
+        self.w = w;
+        Ok(self)
+    }
+
+    /// The weights of the samples at `idx`, when the data has weights.
+    fn weights(&self, idx: &[usize]) -> Result<Option<candle_core::Tensor>> {
+        self.w.map(|w| batch_tensor(w, idx, DType::F32)).transpose()
     }
 
     /// The inputs of the samples at `idx`, one tensor per model input.
@@ -79,8 +102,8 @@ impl<'a> Dataset<'a> {
         let at = (self.indices.len() as f64 * (1.0 - fraction)).floor() as usize;
         let (a, b) = self.indices.split_at(at);
         Ok((
-            Dataset { xs: self.xs.clone(), y: self.y, indices: a.to_vec() },
-            Dataset { xs: self.xs, y: self.y, indices: b.to_vec() },
+            Dataset { xs: self.xs.clone(), y: self.y, w: self.w, indices: a.to_vec() },
+            Dataset { xs: self.xs, y: self.y, w: self.w, indices: b.to_vec() },
         ))
     }
 
@@ -307,15 +330,15 @@ pub fn fit(shared: &SharedModel, train: &Dataset, val: Option<&Dataset>, cfg: &F
 /// One training step on the samples `idx` (this process's share of them in a larger world).
 fn train_batch(shared: &SharedModel, data: &Dataset, y: &dyn BatchSource, idx: &[usize], world: &dyn World) -> Result<crate::model::StepSums> {
     if world.size() == 1 {
-        let (xb, yb) = (data.inputs(idx)?, batch_tensor(y, idx, DType::F32)?);
-        return shared.write().train_step(&xb, &yb);
+        let (xb, yb, wb) = (data.inputs(idx)?, batch_tensor(y, idx, DType::F32)?, data.weights(idx)?);
+        return shared.write().train_step(&xb, &yb, wb.as_ref());
     }
     let local = &idx[distributed::shard(idx.len(), world.rank(), world.size())];
     let batch = match local.is_empty() {
         true => None,
-        false => Some((data.inputs(local)?, batch_tensor(y, local, DType::F32)?)),
+        false => Some((data.inputs(local)?, batch_tensor(y, local, DType::F32)?, data.weights(local)?)),
     };
-    shared.write().train_step_parallel(batch.as_ref().map(|(x, y)| (x.as_slice(), y)), idx.len(), world)
+    shared.write().train_step_parallel(batch.as_ref().map(|(x, y, w)| (x.as_slice(), y, w.as_ref())), idx.len(), world)
 }
 
 /// Loss/metric sums of the samples `idx`, over the whole world.
@@ -324,7 +347,7 @@ fn test_batch(shared: &SharedModel, data: &Dataset, y: &dyn BatchSource, idx: &[
     let model = shared.read();
     let sums = match local.is_empty() {
         true => vec![0.0; model.sums_width()],
-        false => model.test_step(&data.inputs(local)?, &batch_tensor(y, local, DType::F32)?)?,
+        false => model.test_step(&data.inputs(local)?, &batch_tensor(y, local, DType::F32)?, data.weights(local)?.as_ref())?,
     };
     drop(model);
     distributed::reduce_sums(world, sums, idx.len())

@@ -171,8 +171,8 @@ def test_running_out_of_data_warns_and_stops():
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: m.fit(BATCHES, Y), ValueError, "`y` argument is not supported"),
     (lambda m: m.fit(BATCHES, validation_split=0.2), ValueError, "validation_split"),
-    (lambda m: m.fit([(x, y, np.ones(len(x))) for x, y in BATCHES]), ValueError,
-     "kandle does not implement sample_weight"),
+    (lambda m: m.fit([(x, y, np.ones(len(x) + 1)) for x, y in BATCHES]), ValueError,
+     "one weight per sample"),
     (lambda m: m.fit(iter([X[:16]])), ValueError, "carry no targets"),
     (lambda m: m.fit(iter([(X[:16], Y[:16]), (X[:16, :4], Y[:16])]), verbose=0), ValueError,
      r"expected shape=\(None, 5\), found shape=\(None, 4\)"),

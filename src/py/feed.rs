@@ -1,5 +1,5 @@
 //! A Python batch producer (`kandle.models.data_adapter`'s adapters: `begin(epoch)`, `next()` giving
-//! `(list of float32 arrays, float32 array or None)` or None) as a `crate::feed::Feed`; the GIL is
+//! `(list of float32 arrays, float32 array or None, float32 sample weights or None)` or None) as a `crate::feed::Feed`; the GIL is
 //! taken for each batch only.
 
 use super::arrays::tensor;
@@ -30,11 +30,13 @@ impl Feed for PyFeed {
             if item.is_none() {
                 return Ok(None);
             }
-            let (xs, y): (Vec<PyReadonlyArrayDyn<'_, f32>>, Option<PyReadonlyArrayDyn<'_, f32>>) = item.extract()?;
+            type Arrays<'py> = (Vec<PyReadonlyArrayDyn<'py, f32>>, Option<PyReadonlyArrayDyn<'py, f32>>, Option<PyReadonlyArrayDyn<'py, f32>>);
+            let (xs, y, w): Arrays<'_> = item.extract()?;
             let xs = xs.iter().map(tensor).collect::<PyResult<Vec<_>>>()?;
             let y = y.as_ref().map(tensor).transpose()?;
+            let w = w.as_ref().map(tensor).transpose()?;
             py.check_signals()?;
-            Ok(Some(Batch { xs, y }))
+            Ok(Some(Batch { xs, y, w }))
         })
         .map_err(external)
     }

@@ -195,7 +195,7 @@ impl ModelCore {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, validation_freq, callbacks, model, world=None))]
+    #[pyo3(signature = (xs, y, val_xs, val_y, validation_split, batch_size, epochs, initial_epoch, shuffle, validation_freq, callbacks, model, world=None, sample_weight=None, val_sample_weight=None))]
     fn fit(
         &self,
         py: Python<'_>,
@@ -212,11 +212,17 @@ impl ModelCore {
         callbacks: Option<Py<PyAny>>,
         model: Option<Py<PyAny>>,
         world: Option<Py<PyAny>>,
+        sample_weight: Option<&Bound<'_, PyAny>>,
+        val_sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
+        let ws = sample_weight.map(|w| Source::new(w, "sample_weight")).transpose()?;
+        let wb = ws.as_ref().map(|s| s.batches());
+        let vws = val_sample_weight.map(|w| Source::new(w, "validation sample_weight")).transpose()?;
+        let vwb = vws.as_ref().map(|s| s.batches());
         let vxs = val_xs.map(|v| sources(&v, "validation_data x")).transpose()?;
         let vys = val_y.map(|v| Source::new(v, "validation_data y")).transpose()?;
         let vxb: Option<Vec<_>> = vxs.as_ref().map(|v| v.iter().map(|s| s.batches()).collect());
@@ -225,9 +231,9 @@ impl ModelCore {
         cfg.validation_freq = validation_freq_of(validation_freq)?;
         let mut hooks = PyHooks::new(callbacks, model, Phase::Train);
         py.detach(|| {
-            let all = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
+            let all = Dataset::new(refs(&xb), Some(yb.as_ref()))?.with_weights(wb.as_deref())?;
             let validation = match (&vxb, &vyb) {
-                (Some(vx), Some(vy)) => Validation::Data(Dataset::new(refs(vx), Some(vy.as_ref()))?),
+                (Some(vx), Some(vy)) => Validation::Data(Dataset::new(refs(vx), Some(vy.as_ref()))?.with_weights(vwb.as_deref())?),
                 _ => Validation::Split(validation_split),
             };
             training::fit_all(&self.shared, all, validation, &cfg, &mut hooks, world.as_ref())
@@ -235,15 +241,27 @@ impl ModelCore {
         Ok(())
     }
 
-    #[pyo3(signature = (xs, y, batch_size, callbacks=None, world=None))]
-    fn evaluate(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, batch_size: usize, callbacks: Option<Py<PyAny>>, world: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+    #[pyo3(signature = (xs, y, batch_size, callbacks=None, world=None, sample_weight=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        xs: Vec<Bound<'_, PyAny>>,
+        y: &Bound<'_, PyAny>,
+        batch_size: usize,
+        callbacks: Option<Py<PyAny>>,
+        world: Option<Py<PyAny>>,
+        sample_weight: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<f64>> {
         let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
+        let ws = sample_weight.map(|w| Source::new(w, "sample_weight")).transpose()?;
+        let wb = ws.as_ref().map(|s| s.batches());
         let mut hooks = PyHooks::new(callbacks, None, Phase::Test);
         let logs = py.detach(|| {
-            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
+            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?.with_weights(wb.as_deref())?;
             training::evaluate(&self.shared, &data, batch_size, &mut hooks, world.as_ref())
         })?;
         Ok(values(logs))
@@ -262,14 +280,16 @@ impl ModelCore {
         data.into_pyarray(py).reshape(shape)
     }
 
-    #[pyo3(signature = (xs, y, world=None))]
-    fn train_on_batch(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, world: Option<Py<PyAny>>) -> PyResult<Vec<f64>> {
+    #[pyo3(signature = (xs, y, world=None, sample_weight=None))]
+    fn train_on_batch(&self, py: Python<'_>, xs: Vec<Bound<'_, PyAny>>, y: &Bound<'_, PyAny>, world: Option<Py<PyAny>>, sample_weight: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<f64>> {
         let world = world_of(py, world)?;
         let (xs, ys) = (sources(&xs, "x")?, Source::new(y, "y")?);
         let xb: Vec<_> = xs.iter().map(|s| s.batches()).collect();
         let yb = ys.batches();
+        let ws = sample_weight.map(|w| Source::new(w, "sample_weight")).transpose()?;
+        let wb = ws.as_ref().map(|s| s.batches());
         Ok(values(py.detach(|| {
-            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?;
+            let data = Dataset::new(refs(&xb), Some(yb.as_ref()))?.with_weights(wb.as_deref())?;
             training::train_on_batch(&self.shared, &data, world.as_ref())
         })?))
     }

@@ -49,7 +49,7 @@ fn bits(t: &Tensor) -> Vec<u32> {
 fn steps(m: &mut Model, from: u32, n: u32) -> Vec<u64> {
     (from..from + n).map(|s| {
         let (x, y) = data(s);
-        m.train_step(std::slice::from_ref(&x), &y).unwrap()[0].to_bits()
+        m.train_step(std::slice::from_ref(&x), &y, None).unwrap()[0].to_bits()
     }).collect()
 }
 

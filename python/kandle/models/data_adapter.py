@@ -47,11 +47,11 @@ class Adapter:
         shuffle: a `PyDataset`'s batch order is shuffled each epoch (Python's `random`, as Keras).
     """
 
-    def __init__(self, data, model, steps=None, targets=True, shuffle=False, what="x"):
+    def __init__(self, data, model, steps=None, targets=True, shuffle=False, what="x", class_weight=None):
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
             raise ValueError(f"`steps` must be a positive integer or None, got {steps!r}")
         self.data, self.model, self.steps, self.targets = data, model, steps, targets
-        self.shuffle, self.what = shuffle, what
+        self.shuffle, self.what, self.class_weight = shuffle, what, class_weight
         self._iterator, self._step, self._warned, self._ended = None, 0, False, False
         self._pending = collections.deque()
         self._executor = None
@@ -115,23 +115,25 @@ class Adapter:
             return None
 
     def convert(self, item):
-        """``(list of float32 arrays, float32 array or None)`` from one batch as the user's data gave it."""
+        """``(list of float32 arrays, float32 targets or None, float32 sample weights or None)`` from one
+        batch as the user's data gave it."""
         if isinstance(item, (tuple, list)) and not (self.targets is False and _is_inputs(item)):
             if not 1 <= len(item) <= 3:
                 raise ValueError(f"A batch of `{self.what}` must be `(x,)`, `(x, y)` or `(x, y, sample_weight)`, "
                                  f"got a {type(item).__name__} of {len(item)} elements")
             x, y = item[0], item[1] if len(item) > 1 else None
-            if len(item) == 3 and item[2] is not None:
-                raise ValueError("kandle does not implement sample_weight yet: the data yields "
-                                 "(x, y, sample_weight) batches")
+            w = item[2] if len(item) == 3 else None
         else:
-            x, y = item, None
+            x, y, w = item, None, None
         if self.targets and y is None:
             raise ValueError(f"The batches of `{self.what}` carry no targets: they must be `(x, y)` tuples")
         xs = self.model._inputs(x, f"a batch of {self.what}")
         xs = [_float32(a, f"a batch of {self.what}") for a in xs]
         self.model._ensure_core([a.shape[1:] for a in xs])
-        return xs, (None if y is None or not self.targets else _float32(y, f"the targets of a batch of {self.what}"))
+        if y is None or not self.targets:
+            return xs, None, None
+        y = _float32(y, f"the targets of a batch of {self.what}")
+        return xs, y, sample_weights(y, w, self.class_weight, len(y))
 
     def first_batch_shapes(self):
         """Builds an unbuilt model from the first batch without losing it (it is read again)."""
@@ -157,6 +159,36 @@ class Adapter:
     def close(self):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def sample_weights(y, sample_weight, class_weight, n):
+    """Keras's per-sample loss weights: `sample_weight` ((n,) or (n, 1)), or from `class_weight`
+    ({class index: weight} for every class 0..K-1) the weight of each sample's class (its one-hot
+    argmax, or its integer label); not both, as in Keras. None when neither is given."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float32)
+        if w.shape not in ((n,), (n, 1)):
+            raise ValueError(f"`sample_weight` must hold one weight per sample, shape ({n},) or ({n}, 1); "
+                             f"received shape {w.shape}")
+        w = w.reshape(n)
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise ValueError(f"`class_weight` must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+        keys = sorted(class_weight)
+        if keys != list(range(len(keys))):
+            raise ValueError("Expected `class_weight` to be a dict with keys from 0 to one less than the number of "
+                             f"classes, found {class_weight}")
+        table = np.asarray([class_weight[k] for k in keys], dtype=np.float32)
+        y = np.asarray(y)
+        labels = y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(n).round().astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(table)):
+            raise ValueError(f"`class_weight` has weights for classes 0..{len(table) - 1}, but the targets hold "
+                             f"class {int(labels.max()) if labels.max() >= len(table) else int(labels.min())}")
+        w = table[labels]
+    return w
 
 
 def _is_inputs(item):

@@ -375,9 +375,6 @@ class Model:
             validation_freq=1, nb_epoch=None, **kwargs):
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword argument(s): {sorted(kwargs)}")
-        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
-            if value is not None:
-                raise ValueError(f"kandle does not implement fit(`{key}`=...) yet")
         if not isinstance(validation_freq, (int, list, tuple)) or isinstance(validation_freq, bool):
             raise ValueError(f"`validation_freq` must be an integer or a list of epochs, got {validation_freq!r}")
         validation_freq = list(validation_freq) if isinstance(validation_freq, tuple) else validation_freq
@@ -387,17 +384,22 @@ class Model:
         self._require_compiled()
         verbose = 1 if verbose == "auto" else int(verbose)
         if data_adapter.is_feed(x):
+            if sample_weight is not None:
+                raise ValueError("`sample_weight` argument is not supported when using a dataset, generator or "
+                                 "PyDataset as input: its batches can be (x, y, sample_weight) tuples")
             return self._fit_feed(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                                  shuffle, initial_epoch, steps_per_epoch, validation_steps, validation_freq)
+                                  shuffle, initial_epoch, steps_per_epoch, validation_steps, validation_freq,
+                                  class_weight)
         for key, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
             if value is not None:
                 raise ValueError(f"kandle does not implement fit(`{key}`=...) on arrays yet (it does on "
                                  "generators, iterables of batches and PyDatasets)")
         xs, y = self._prepare(x), _array(y, "y")
         batch_size = _batch_size(batch_size)
-        val_xs = val_y = None
+        weights = data_adapter.sample_weights(y, sample_weight, class_weight, len(y))
+        val_xs = val_y = val_w = None
         if validation_data is not None:
-            val_xs, val_y = self._validation_arrays(validation_data)
+            val_xs, val_y, val_w = self._validation_arrays(validation_data)
             validation_split = 0.0
         n = len(xs[0])
         if any(len(a) != n for a in xs) or len(y) != n:
@@ -413,21 +415,24 @@ class Model:
                            metrics=names + (["val_" + n for n in names] if do_validation else []))
         return self._run_fit(cbs, initial_epoch, lambda start: self._core.fit(
             xs, y, val_xs, val_y, validation_split, batch_size, epochs, start, bool(shuffle), validation_freq, cbs, self,
-            _world()))
+            _world(), weights, val_w))
 
     def _fit_feed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-                  initial_epoch, steps_per_epoch, validation_steps, validation_freq):
+                  initial_epoch, steps_per_epoch, validation_steps, validation_freq, class_weight):
         """`fit` on a generator, an iterable of batches or a PyDataset (Keras 3's rules for them)."""
         if validation_split:
             raise ValueError("`validation_split` is only supported for NumPy arrays, not for a dataset, "
                              "generator or PyDataset: pass validation_data instead")
-        train = self._feed(x, y, steps_per_epoch, targets=True, shuffle=bool(shuffle))
+        train = self._feed(x, y, steps_per_epoch, targets=True, shuffle=bool(shuffle), class_weight=class_weight)
         val = val_xs = val_y = None
         try:
             if validation_data is not None and data_adapter.is_feed(validation_data):
                 val = data_adapter.Adapter(validation_data, self, validation_steps, what="validation_data")
             elif validation_data is not None:
-                val_xs, val_y = self._validation_arrays(validation_data)
+                val_xs, val_y, val_w = self._validation_arrays(validation_data)
+                if val_w is not None:
+                    raise ValueError("kandle does not implement sample weights in array validation_data beside a "
+                                     "dataset or generator yet")
             names = self._core.metrics_names()
             do_validation = validation_data is not None
             cbs = CallbackList(automatic_backup(callbacks), add_history=True, add_progbar=verbose != 0, model=self,
@@ -460,12 +465,12 @@ class Model:
         self.history = cbs.history
         return cbs.history
 
-    def _feed(self, x, y, steps, targets, shuffle=False):
+    def _feed(self, x, y, steps, targets, shuffle=False, class_weight=None):
         """The adapter over a generator / iterable / PyDataset `x`, the model built from its first batch."""
         if y is not None:
             raise ValueError("`y` argument is not supported when using a dataset, generator or PyDataset as "
                              "input: the batches carry their targets")
-        feed = data_adapter.Adapter(x, self, steps, targets=targets, shuffle=shuffle)
+        feed = data_adapter.Adapter(x, self, steps, targets=targets, shuffle=shuffle, class_weight=class_weight)
         try:
             feed.first_batch_shapes()
         except BaseException:
@@ -476,9 +481,9 @@ class Model:
     def _validation_arrays(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be a tuple (x_val, y_val), a dataset, a generator or a PyDataset")
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            raise ValueError("kandle does not implement sample weights in validation_data yet")
-        return self._inputs(validation_data[0], "validation_data x"), _array(validation_data[1], "validation_data y")
+        xs, y = self._inputs(validation_data[0], "validation_data x"), _array(validation_data[1], "validation_data y")
+        w = validation_data[2] if len(validation_data) == 3 else None
+        return xs, y, data_adapter.sample_weights(y, w, None, len(y))
 
     def _replay_restored(self, cbs):
         """Epochs a BackupAndRestore brought back: into the History (so that a resumed fit's History
@@ -491,11 +496,12 @@ class Model:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, **kwargs):
-        if sample_weight is not None:
-            raise ValueError("evaluate: `sample_weight` is not supported yet")
         self._require_compiled()
         verbose = 1 if verbose == "auto" else int(verbose)
         if data_adapter.is_feed(x):
+            if sample_weight is not None:
+                raise ValueError("`sample_weight` argument is not supported when using a dataset, generator or "
+                                 "PyDataset as input: its batches can be (x, y, sample_weight) tuples")
             feed = self._feed(x, y, steps, targets=True)
             cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose, steps=feed.num_batches(),
                                samples=None, batch_size=batch_size)
@@ -508,7 +514,8 @@ class Model:
             cbs = CallbackList(callbacks, add_progbar=verbose == 1, model=self, verbose=verbose,
                                steps=math.ceil(len(xs[0]) / batch_size), samples=len(xs[0]), batch_size=batch_size)
             cbs.on_test_begin({})
-            values = self._core.evaluate(xs, y, batch_size, cbs, _world())
+            weights = data_adapter.sample_weights(y, sample_weight, None, len(y))
+            values = self._core.evaluate(xs, y, batch_size, cbs, _world(), weights)
         names = self._core.metrics_names()
         cbs.on_test_end(dict(zip(names, values)))
         return _results(names, values, return_dict)
@@ -535,16 +542,16 @@ class Model:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, reset_metrics=True,
                        return_dict=False):
-        if sample_weight is not None or class_weight is not None:
-            raise ValueError("train_on_batch: sample/class weights are not supported yet")
         self._require_compiled()
         xs, y = self._prepare(x), _array(y, "y")
-        return _results(self._core.metrics_names(), self._core.train_on_batch(xs, y, _world()), return_dict)
+        weights = data_adapter.sample_weights(y, sample_weight, class_weight, len(y))
+        return _results(self._core.metrics_names(), self._core.train_on_batch(xs, y, _world(), weights), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled()
         xs, y = self._prepare(x), _array(y, "y")
-        values = self._core.evaluate(xs, y, max(len(xs[0]), 1))
+        weights = data_adapter.sample_weights(y, sample_weight, None, len(y))
+        values = self._core.evaluate(xs, y, max(len(xs[0]), 1), None, None, weights)
         return _results(self._core.metrics_names(), values, return_dict)
 
     def predict_on_batch(self, x):
