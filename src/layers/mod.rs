@@ -9,6 +9,7 @@ pub mod core;
 pub mod merging;
 pub mod normalization;
 pub mod pooling;
+pub mod preprocessing;
 pub mod regularization;
 pub mod reshaping;
 
@@ -214,6 +215,9 @@ pub const REGISTRY: &[Entry] = &[
     merging::MAXIMUM,
     merging::MINIMUM,
     merging::CONCATENATE,
+    preprocessing::RESCALING,
+    preprocessing::CENTER_CROP,
+    preprocessing::RANDOM_FLIP,
 ];
 
 /// Every class name the registry knows, for error messages and the Python side.

@@ -1,0 +1,283 @@
+//! Preprocessing and augmentation layers (Keras 3's): Rescaling and CenterCrop, the same in training
+//! and inference; RandomFlip, active while training only, with its own random stream (seeded from
+//! `seed=`, else drawn when built, saved with the model, as Dropout's). All are linear in their input,
+//! so their backward passes are their adjoints (checked as such in the tests).
+
+use super::{image, shapes_accessors, single, Arity, Cfg, Entry, Extra, Gradients, Layer, Saved, Shapes};
+use crate::{rng, Error, Result};
+use candle_core::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+fn rescaling(cfg: &Cfg) -> Result<(f64, f64)> {
+    for key in ["scale", "offset"] {
+        if cfg.raw(key).is_some_and(|v| v.is_array()) {
+            return crate::value_err!("kandle does not implement Rescaling with a per-channel `{key}` yet (give a number)");
+        }
+    }
+    if cfg.raw("scale").is_none() {
+        return crate::value_err!("Rescaling: missing required argument `scale`");
+    }
+    Ok((cfg.float("scale", 1.0)?, cfg.float("offset", 0.0)?))
+}
+
+pub const RESCALING: Entry = Entry {
+    class_name: "Rescaling",
+    arity: Arity::One,
+    validate: |cfg| {
+        let (scale, offset) = rescaling(cfg)?;
+        Ok(json!({"name": cfg.name(), "trainable": true, "scale": scale, "offset": offset}))
+    },
+    output_shape: |_, inputs| Ok(single(inputs).to_vec()),
+    build: |cfg, inputs, _| {
+        let (scale, offset) = rescaling(cfg)?;
+        Ok(Box::new(Rescaling { scale, offset, shapes: Shapes::new(cfg.name().into(), single(inputs), single(inputs).to_vec()) }))
+    },
+};
+
+/// `x * scale + offset`.
+pub struct Rescaling {
+    scale: f64,
+    offset: f64,
+    shapes: Shapes,
+}
+
+impl Layer for Rescaling {
+    fn class_name(&self) -> &'static str {
+        "Rescaling"
+    }
+    shapes_accessors!();
+    fn config(&self) -> Value {
+        json!({"name": self.shapes.name, "trainable": true, "scale": self.scale, "offset": self.offset})
+    }
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(xs[0].affine(self.scale, self.offset)?)
+    }
+    fn backward(&self, _saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
+        Ok(Gradients::input(Some(grad.affine(self.scale, 0.0)?)))
+    }
+}
+
+/// The crop's top-left corner in an image of `(h, w)`, as Keras centres it (the extra row or column,
+/// if any, is cut at the bottom/right).
+fn crop_box(name: &str, cfg: &Cfg, input: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    let (height, width) = (cfg.positive("height")?, cfg.positive("width")?);
+    let (h, w, _) = image(name, input)?;
+    if height > h || width > w {
+        return crate::value_err!(
+            "kandle does not implement CenterCrop to a size larger than its input yet (Keras resizes then): \
+             layer \"{name}\" crops ({height}, {width}) from images of ({h}, {w})"
+        );
+    }
+    Ok(((h - height) / 2, (w - width) / 2, height, width))
+}
+
+pub const CENTER_CROP: Entry = Entry {
+    class_name: "CenterCrop",
+    arity: Arity::One,
+    validate: |cfg| Ok(json!({"name": cfg.name(), "trainable": true, "height": cfg.positive("height")?, "width": cfg.positive("width")?, "data_format": "channels_last"})),
+    output_shape: |cfg, inputs| {
+        let (_, _, height, width) = crop_box(cfg.name(), cfg, single(inputs))?;
+        Ok(vec![height, width, single(inputs)[2]])
+    },
+    build: |cfg, inputs, _| {
+        let input = single(inputs);
+        let (top, left, height, width) = crop_box(cfg.name(), cfg, input)?;
+        let shapes = Shapes::new(cfg.name().into(), input, vec![height, width, input[2]]);
+        Ok(Box::new(CenterCrop { top, left, shapes }))
+    },
+};
+
+pub struct CenterCrop {
+    top: usize,
+    left: usize,
+    shapes: Shapes,
+}
+
+impl Layer for CenterCrop {
+    fn class_name(&self) -> &'static str {
+        "CenterCrop"
+    }
+    shapes_accessors!();
+    fn config(&self) -> Value {
+        json!({"name": self.shapes.name, "trainable": true, "height": self.shapes.output[0], "width": self.shapes.output[1], "data_format": "channels_last"})
+    }
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        let [height, width, _] = self.shapes.output[..] else { unreachable!("built as an image") };
+        Ok(xs[0].narrow(1, self.top, height)?.narrow(2, self.left, width)?.contiguous()?)
+    }
+    fn backward(&self, _saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
+        let (h, w) = (self.shapes.inputs[0][0], self.shapes.inputs[0][1]);
+        let [height, width, _] = self.shapes.output[..] else { unreachable!("built as an image") };
+        let g = grad.pad_with_zeros(1, self.top, h - height - self.top)?.pad_with_zeros(2, self.left, w - width - self.left)?;
+        Ok(Gradients::input(Some(g)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlipMode {
+    Horizontal,
+    Vertical,
+    Both,
+}
+
+fn flip_config(cfg: &Cfg) -> Result<(FlipMode, Option<u64>)> {
+    let mode = match cfg.raw("mode").map(|v| v.as_str()) {
+        None | Some(Some("horizontal_and_vertical")) => FlipMode::Both,
+        Some(Some("horizontal")) => FlipMode::Horizontal,
+        Some(Some("vertical")) => FlipMode::Vertical,
+        _ => {
+            return Err(Error::Value(format!(
+                "RandomFlip layer {} received an unknown mode argument {}",
+                cfg.name(),
+                cfg.raw("mode").map(|v| v.to_string()).unwrap_or_default()
+            )))
+        }
+    };
+    Ok((mode, cfg.optional_u64("seed")?))
+}
+
+fn flip_json(name: &str, mode: FlipMode, seed: Option<u64>) -> Value {
+    let mode = match mode {
+        FlipMode::Horizontal => "horizontal",
+        FlipMode::Vertical => "vertical",
+        FlipMode::Both => "horizontal_and_vertical",
+    };
+    json!({"name": name, "trainable": true, "mode": mode, "seed": seed, "data_format": "channels_last"})
+}
+
+pub const RANDOM_FLIP: Entry = Entry {
+    class_name: "RandomFlip",
+    arity: Arity::One,
+    validate: |cfg| {
+        let (mode, seed) = flip_config(cfg)?;
+        Ok(flip_json(cfg.name(), mode, seed))
+    },
+    output_shape: |cfg, inputs| {
+        image(cfg.name(), single(inputs))?;
+        Ok(single(inputs).to_vec())
+    },
+    build: |cfg, inputs, _| {
+        let (mode, seed) = flip_config(cfg)?;
+        let input = single(inputs);
+        image(cfg.name(), input)?;
+        let rng = seed.map(ChaCha8Rng::seed_from_u64).unwrap_or_else(rng::fork);
+        Ok(Box::new(RandomFlip { mode, seed, shapes: Shapes::new(cfg.name().into(), input, input.to_vec()), rng: Mutex::new(rng) }))
+    },
+};
+
+/// Each image flipped left-right and/or top-bottom, each with probability 1/2, while training.
+pub struct RandomFlip {
+    mode: FlipMode,
+    seed: Option<u64>,
+    shapes: Shapes,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+/// The batch's draws: for each image, (flipped left-right, flipped top-bottom).
+struct Flips(Vec<(bool, bool)>);
+
+/// `x` (batch, rows, cols, channels) with image `i` flipped as `flips[i]` says.
+fn flip(x: &Tensor, flips: &[(bool, bool)]) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    let reversed = |n: usize| Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, x.device());
+    let (rows, cols) = (reversed(h)?, reversed(w)?);
+    let images = flips
+        .iter()
+        .enumerate()
+        .map(|(i, &(lr, tb))| {
+            let mut img = x.narrow(0, i, 1)?;
+            if lr {
+                img = img.index_select(&cols, 2)?;
+            }
+            if tb {
+                img = img.index_select(&rows, 1)?;
+            }
+            Ok(img)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&images, 0)?)
+}
+
+impl Layer for RandomFlip {
+    fn class_name(&self) -> &'static str {
+        "RandomFlip"
+    }
+    shapes_accessors!();
+    fn config(&self) -> Value {
+        flip_json(&self.shapes.name, self.mode, self.seed)
+    }
+    fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
+        Some(&self.rng)
+    }
+    /// The identity: Keras augments only while training.
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(xs[0].clone())
+    }
+    fn forward_train(&self, xs: &[Tensor], _activated: bool) -> Result<(Tensor, Extra)> {
+        let n = xs[0].dim(0)?;
+        let flips: Vec<(bool, bool)> = {
+            let mut r = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..n)
+                .map(|_| {
+                    let lr = self.mode != FlipMode::Vertical && r.random::<f64>() < 0.5;
+                    let tb = self.mode != FlipMode::Horizontal && r.random::<f64>() < 0.5;
+                    (lr, tb)
+                })
+                .collect()
+        };
+        Ok((flip(&xs[0], &flips)?, Extra::new(Flips(flips))))
+    }
+    /// A flip is its own inverse and its own transpose.
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
+        Ok(Gradients::input(Some(match saved.extra.get::<Flips>() {
+            Some(Flips(flips)) => flip(grad, flips)?,
+            None => grad.clone(),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, normal, var};
+
+    fn build(class: &str, config: Value, input: &[usize]) -> Box<dyn Layer> {
+        crate::layers::build(class, &config, &[input.to_vec()], candle_core::DType::F64).unwrap()
+    }
+
+    #[test]
+    fn rescaling_and_center_crop_gradients_match_finite_differences() {
+        let x = var(normal(2 * 5 * 6 * 2, 3), &[2, 5, 6, 2]);
+        check_layer("Rescaling", build("Rescaling", json!({"name": "r", "scale": 0.25, "offset": -1.0}), &[5, 6, 2]).as_ref(), &x);
+        check_layer("CenterCrop", build("CenterCrop", json!({"name": "c", "height": 2, "width": 3}), &[5, 6, 2]).as_ref(), &x);
+    }
+
+    /// RandomFlip draws anew at every call, so instead of finite differences: its backward pass is
+    /// the adjoint of that call's forward pass, <forward(x), g> = <x, backward(g)>, and it flips.
+    #[test]
+    fn random_flip_backward_is_the_adjoint_of_its_draw() {
+        let layer = build("RandomFlip", json!({"name": "f", "seed": 4}), &[3, 4, 1]);
+        let x = Tensor::from_vec(normal(16 * 12, 5), (16, 3, 4, 1), &candle_core::Device::Cpu).unwrap();
+        let g = Tensor::from_vec(normal(16 * 12, 6), (16, 3, 4, 1), &candle_core::Device::Cpu).unwrap();
+        let (y, extra) = layer.forward_train(std::slice::from_ref(&x), true).unwrap();
+        let flips = extra.get::<Flips>().unwrap().0.clone();
+        assert!(flips.iter().any(|f| f.0) && flips.iter().any(|f| !f.0) && flips.iter().any(|f| f.1), "{flips:?}");
+        let saved = Saved { inputs: vec![x.clone()], output: y.clone(), activated: true, extra };
+        let back = layer.backward(&saved, &g, &[true]).unwrap().inputs.remove(0).unwrap();
+        let dot = |a: &Tensor, b: &Tensor| a.mul(b).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!((dot(&y, &g) - dot(&x, &back)).abs() < 1e-9);
+        let (img, out) = (x.get(0).unwrap().squeeze(2).unwrap().to_vec2::<f64>().unwrap(), y.get(0).unwrap().squeeze(2).unwrap().to_vec2::<f64>().unwrap());
+        let (lr, tb) = flips[0];
+        for r in 0..3 {
+            for c in 0..4 {
+                let (sr, sc) = (if tb { 2 - r } else { r }, if lr { 3 - c } else { c });
+                assert_eq!(out[r][c], img[sr][sc]);
+            }
+        }
+        let inference = layer.forward(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(inference.flatten_all().unwrap().to_vec1::<f64>().unwrap(), x.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+    }
+}

@@ -1,0 +1,111 @@
+"""Rescaling, CenterCrop and RandomFlip: outputs against Keras 3 (tests/golden/preprocessing.npz),
+RandomFlip's training draws (statistics, seeding), use inside a trained model, and bad arguments."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kandle
+from kandle import layers, models
+
+GOLDEN = Path(__file__).parent / "golden" / "preprocessing.npz"
+
+
+def apply(layer, x):
+    """The layer's inference output on `x`."""
+    return models.Sequential([layers.Input(x.shape[1:]), layer]).predict(x, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("name", ["rescale", "rescale_offset", "crop_even", "crop_odd", "crop_same", "flip_inference"])
+def test_matches_keras(golden, name):
+    spec = json.loads(str(golden["configs"]))[name]
+    layer = getattr(layers, spec["class_name"])(**spec["config"])
+    np.testing.assert_allclose(apply(layer, golden["x"]), golden[name], rtol=1e-6, atol=1e-5)
+
+
+def test_random_flip_flips_half_of_the_images_while_training_only():
+    rng = np.random.default_rng(0)
+    x = rng.random((512, 3, 4, 1), dtype=np.float32)
+    for mode, lr, tb in (("horizontal", True, False), ("vertical", False, True), ("horizontal_and_vertical", True, True)):
+        inp = layers.Input((3, 4, 1))
+        flip = layers.RandomFlip(mode, seed=7)
+        out = layers.Flatten()(flip(inp))
+        model = models.Model(inp, layers.Dense(1, use_bias=False, kernel_initializer="zeros")(out))
+        model.compile(optimizer=kandle.optimizers.SGD(1.0), loss="mse")
+        # From a zero kernel, one SGD step (lr 1) on MSE against 1 moves the kernel by 2 mean(flipped x).
+        model.fit(x, np.ones((512, 1), "float32"), batch_size=512, epochs=1, verbose=0, shuffle=False)
+        kernel = model.get_weights()[0].reshape(3, 4) / 2.0  # = mean of the flipped images
+        mean = x.reshape(512, 3, 4)
+        options = [mean]
+        if lr:
+            options.append(mean[:, :, ::-1])
+        if tb:
+            options.append(mean[:, ::-1, :])
+        if lr and tb:
+            options.append(mean[:, ::-1, ::-1])
+        expected = np.mean([o.mean(axis=0) for o in options], axis=0)
+        np.testing.assert_allclose(kernel, expected, atol=0.02, err_msg=mode)
+        assert not np.allclose(kernel, mean.mean(axis=0), atol=1e-3), f"{mode}: nothing was flipped"
+        # At inference nothing is flipped.
+        np.testing.assert_allclose(model.predict(x, verbose=0), x.reshape(512, -1) @ model.get_weights()[0], rtol=1e-5)
+
+
+def test_random_flip_is_seeded_and_saved(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.random((64, 4, 4, 2), dtype=np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
+
+    def trained(path=None):
+        kandle.utils.set_random_seed(3)
+        m = models.Sequential([layers.Input((4, 4, 2)), layers.RandomFlip(seed=11), layers.Flatten(),
+                               layers.Dense(2, activation="softmax")])
+        m.compile(optimizer="sgd", loss="categorical_crossentropy")
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        if path:
+            m.save(path)
+            m = models.load_model(path)
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return m.get_weights()
+
+    a, b = trained(), trained(tmp_path / "m.kandle")
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)  # the flip stream resumed where it was
+
+
+def test_in_a_keras_io_style_model():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (40, 10, 10, 3)).astype("float32")
+    y = rng.integers(0, 3, 40)
+    inputs = kandle.Input((10, 10, 3))
+    z = layers.RandomFlip("horizontal")(inputs)
+    z = layers.Rescaling(1.0 / 255)(z)
+    z = layers.CenterCrop(8, 8)(z)
+    z = layers.Conv2D(4, 3, activation="relu")(z)
+    z = layers.Flatten()(z)
+    model = kandle.Model(inputs, layers.Dense(3, activation="softmax")(z))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["acc"])
+    h = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert model.predict(x[:2], verbose=0).shape == (2, 3)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: layers.RandomFlip("diagonal"), "unknown mode argument"),
+    (lambda: layers.Rescaling([1.0, 2.0, 3.0]), "per-channel `scale`"),
+    (lambda: layers.CenterCrop(0, 3), "positive integer"),
+])
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_crop_larger_than_the_image_says_so():
+    with pytest.raises(ValueError, match="CenterCrop to a size larger than its input"):
+        models.Sequential([layers.Input((4, 4, 1)), layers.CenterCrop(5, 2)])
