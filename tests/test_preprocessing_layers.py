@@ -58,6 +58,31 @@ def test_random_flip_flips_half_of_the_images_while_training_only():
         np.testing.assert_allclose(model.predict(x, verbose=0), x.reshape(512, -1) @ model.get_weights()[0], rtol=1e-5)
 
 
+def test_random_contrast_scales_each_image_by_one_factor_in_range():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(60, 200, (64, 5, 5, 2)).astype("float32")
+    inp = layers.Input((5, 5, 2))
+    out = layers.Flatten()(layers.RandomContrast((0.3, 0.5), seed=2)(inp))
+    model = models.Model(inp, layers.Dense(1, use_bias=False, kernel_initializer="zeros")(out))
+    model.compile(optimizer=kandle.optimizers.SGD(1.0), loss="mse")
+    # One sample per batch: each step's kernel change is 2 * that image's augmented version (see above).
+    seen = []
+    for i in range(len(x)):
+        model.set_weights([np.zeros((50, 1), "float32")])
+        model.train_on_batch(x[i:i + 1], np.ones((1, 1), "float32"))
+        seen.append(model.get_weights()[0].reshape(5, 5, 2) / 2.0)
+    factors = []
+    for image, augmented in zip(x, seen):
+        mean = image.mean(axis=(0, 1))
+        f = (augmented - mean) / (image - mean)
+        assert np.allclose(f, f.mean(), rtol=1e-3, atol=1e-3)  # one factor for the whole image
+        factors.append(f.mean())
+    assert 0.7 - 1e-3 <= min(factors) and max(factors) <= 1.5 + 1e-3 and max(factors) - min(factors) > 0.4
+    np.testing.assert_array_equal(apply(layers.RandomContrast(0.5), x), x)  # inference: unchanged
+    clipped = models.Sequential([layers.Input((5, 5, 2)), layers.RandomContrast(0.9, value_range=(0, 255))])
+    assert clipped.get_config()["layers"][0]["config"]["value_range"] == [0.0, 255.0]
+
+
 def test_random_flip_is_seeded_and_saved(tmp_path):
     rng = np.random.default_rng(1)
     x, y = rng.random((64, 4, 4, 2), dtype=np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
@@ -100,6 +125,8 @@ def test_in_a_keras_io_style_model():
     (lambda: layers.RandomFlip("diagonal"), "unknown mode argument"),
     (lambda: layers.Rescaling([1.0, 2.0, 3.0]), "per-channel `scale`"),
     (lambda: layers.CenterCrop(0, 3), "positive integer"),
+    (lambda: layers.RandomContrast(1.5), "`factor` must be a number in"),
+    (lambda: layers.RandomContrast(0.2, value_range=(1, 0)), "`value_range` must be a pair"),
 ])
 def test_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):

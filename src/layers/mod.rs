@@ -218,6 +218,7 @@ pub const REGISTRY: &[Entry] = &[
     preprocessing::RESCALING,
     preprocessing::CENTER_CROP,
     preprocessing::RANDOM_FLIP,
+    preprocessing::RANDOM_CONTRAST,
 ];
 
 /// Every class name the registry knows, for error messages and the Python side.

@@ -1,7 +1,6 @@
 //! Preprocessing and augmentation layers (Keras 3's): Rescaling and CenterCrop, the same in training
-//! and inference; RandomFlip, active while training only, with its own random stream (seeded from
-//! `seed=`, else drawn when built, saved with the model, as Dropout's). All are linear in their input,
-//! so their backward passes are their adjoints (checked as such in the tests).
+//! and inference; RandomFlip and RandomContrast, active while training only, each with its own random
+//! stream (seeded from `seed=`, else drawn when built, saved with the model, as Dropout's).
 
 use super::{image, shapes_accessors, single, Arity, Cfg, Entry, Extra, Gradients, Layer, Saved, Shapes};
 use crate::{rng, Error, Result};
@@ -239,6 +238,116 @@ impl Layer for RandomFlip {
     }
 }
 
+/// Keras's `factor`: a number f (the contrast factor drawn from [1 - f, 1 + f]) or a pair (lower,
+/// upper) for [1 - lower, 1 + upper]; and `value_range`, where the output is clipped.
+/// RandomContrast's arguments: the factor's (lower, upper), the value range, the seed.
+type ContrastConfig = ((f64, f64), (f64, f64), Option<u64>);
+
+fn contrast_config(cfg: &Cfg) -> Result<ContrastConfig> {
+    let bad = || Error::Value(format!("RandomContrast layer {}: `factor` must be a number in [0, 1] or a pair (lower, upper) with 0 <= lower <= 1 and upper >= 0, got {}", cfg.name(), cfg.raw("factor").map(|v| v.to_string()).unwrap_or("nothing".into())));
+    let number = |v: &Value| v.as_f64();
+    let factor = match cfg.raw("factor") {
+        Some(Value::Array(pair)) if pair.len() == 2 => (number(&pair[0]).ok_or_else(bad)?, number(&pair[1]).ok_or_else(bad)?),
+        Some(v) => number(v).map(|f| (f, f)).ok_or_else(bad)?,
+        None => return Err(bad()),
+    };
+    if !(0.0..=1.0).contains(&factor.0) || factor.1.is_nan() || factor.1 < 0.0 || (cfg.raw("factor").is_some_and(|v| !v.is_array()) && factor.1 > 1.0) {
+        return Err(bad());
+    }
+    let range = match cfg.raw("value_range") {
+        None => (0.0, 255.0),
+        Some(Value::Array(r)) if r.len() == 2 && r[0].as_f64().zip(r[1].as_f64()).is_some_and(|(a, b)| a < b) => (r[0].as_f64().unwrap_or(0.0), r[1].as_f64().unwrap_or(255.0)),
+        Some(v) => return crate::value_err!("RandomContrast layer {}: `value_range` must be a pair (low, high) with low < high, got {v}", cfg.name()),
+    };
+    Ok((factor, range, cfg.optional_u64("seed")?))
+}
+
+fn contrast_json(name: &str, factor: (f64, f64), range: (f64, f64), seed: Option<u64>) -> Value {
+    let factor = if factor.0 == factor.1 { json!(factor.0) } else { json!([factor.0, factor.1]) };
+    json!({"name": name, "trainable": true, "factor": factor, "value_range": [range.0, range.1], "seed": seed})
+}
+
+pub const RANDOM_CONTRAST: Entry = Entry {
+    class_name: "RandomContrast",
+    arity: Arity::One,
+    validate: |cfg| {
+        let (factor, range, seed) = contrast_config(cfg)?;
+        Ok(contrast_json(cfg.name(), factor, range, seed))
+    },
+    output_shape: |cfg, inputs| {
+        image(cfg.name(), single(inputs))?;
+        Ok(single(inputs).to_vec())
+    },
+    build: |cfg, inputs, _| {
+        let (factor, range, seed) = contrast_config(cfg)?;
+        let input = single(inputs);
+        image(cfg.name(), input)?;
+        let rng = seed.map(ChaCha8Rng::seed_from_u64).unwrap_or_else(rng::fork);
+        let shapes = Shapes::new(cfg.name().into(), input, input.to_vec());
+        Ok(Box::new(RandomContrast { factor, range, seed, shapes, rng: Mutex::new(rng) }))
+    },
+};
+
+/// While training, each image's contrast scaled by a factor drawn from [1 - lower, 1 + upper]:
+/// `clip((x - m) * f + m, value_range)`, `m` the image's mean per channel (Keras 3's formula).
+pub struct RandomContrast {
+    factor: (f64, f64),
+    range: (f64, f64),
+    seed: Option<u64>,
+    shapes: Shapes,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+/// One call's draws, `(n, 1, 1, 1)`, and where the output was not clipped.
+struct Contrast {
+    factors: Tensor,
+    inside: Tensor,
+}
+
+fn image_mean(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean_keepdim(1)?.mean_keepdim(2)?)
+}
+
+impl Layer for RandomContrast {
+    fn class_name(&self) -> &'static str {
+        "RandomContrast"
+    }
+    shapes_accessors!();
+    fn config(&self) -> Value {
+        contrast_json(&self.shapes.name, self.factor, self.range, self.seed)
+    }
+    fn rng(&self) -> Option<&Mutex<ChaCha8Rng>> {
+        Some(&self.rng)
+    }
+    /// The identity: Keras augments only while training.
+    fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
+        Ok(xs[0].clone())
+    }
+    fn forward_train(&self, xs: &[Tensor], _activated: bool) -> Result<(Tensor, Extra)> {
+        let x = &xs[0];
+        let n = x.dim(0)?;
+        let (low, high) = (1.0 - self.factor.0, 1.0 + self.factor.1);
+        let draws: Vec<f64> = {
+            let mut r = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..n).map(|_| low + (high - low) * r.random::<f64>()).collect()
+        };
+        let factors = Tensor::from_vec(draws, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
+        let mean = image_mean(x)?;
+        let z = x.broadcast_sub(&mean)?.broadcast_mul(&factors)?.broadcast_add(&mean)?;
+        let inside = z.ge(self.range.0)?.mul(&z.le(self.range.1)?)?.to_dtype(x.dtype())?;
+        Ok((z.clamp(self.range.0, self.range.1)?, Extra::new(Contrast { factors, inside })))
+    }
+    /// With g the gradient inside the clip: `f g + (1 - f) mean(g)` per image and channel.
+    fn backward(&self, saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
+        let Some(Contrast { factors, inside }) = saved.extra.get::<Contrast>() else {
+            return Ok(Gradients::input(Some(grad.clone())));
+        };
+        let g = grad.mul(inside)?;
+        let rest = factors.affine(-1.0, 1.0)?;
+        Ok(Gradients::input(Some(g.broadcast_mul(factors)?.broadcast_add(&image_mean(&g)?.broadcast_mul(&rest)?)?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +362,30 @@ mod tests {
         let x = var(normal(2 * 5 * 6 * 2, 3), &[2, 5, 6, 2]);
         check_layer("Rescaling", build("Rescaling", json!({"name": "r", "scale": 0.25, "offset": -1.0}), &[5, 6, 2]).as_ref(), &x);
         check_layer("CenterCrop", build("CenterCrop", json!({"name": "c", "height": 2, "width": 3}), &[5, 6, 2]).as_ref(), &x);
+    }
+
+    /// RandomContrast draws anew at every call: three layers with one seed draw alike, so the
+    /// directional derivative of one draw, by central differences, meets its backward pass.
+    #[test]
+    fn random_contrast_gradient_matches_central_differences_of_one_draw() {
+        let config = json!({"name": "c", "factor": [0.4, 0.7], "value_range": [-1.5, 1.5], "seed": 9});
+        let layer = || build("RandomContrast", config.clone(), &[3, 4, 2]);
+        let x = Tensor::from_vec(normal(5 * 24, 7), (5, 3, 4, 2), &candle_core::Device::Cpu).unwrap();
+        let v = Tensor::from_vec(normal(5 * 24, 8), (5, 3, 4, 2), &candle_core::Device::Cpu).unwrap();
+        let g = Tensor::from_vec(normal(5 * 24, 9), (5, 3, 4, 2), &candle_core::Device::Cpu).unwrap();
+        let dot = |a: &Tensor, b: &Tensor| a.mul(b).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let eps = 1e-6;
+        let at = |t: &Tensor| layer().forward_train(std::slice::from_ref(t), true).unwrap().0;
+        let (plus, minus) = (at(&(&x + v.affine(eps, 0.0).unwrap()).unwrap()), at(&(&x - v.affine(eps, 0.0).unwrap()).unwrap()));
+        let numeric = dot(&(plus - minus).unwrap(), &g) / (2.0 * eps);
+        let l = layer();
+        let (y, extra) = l.forward_train(std::slice::from_ref(&x), true).unwrap();
+        let clipped = y.eq(1.5).unwrap().to_dtype(candle_core::DType::F64).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(clipped > 0.0, "the test should reach the clip");
+        let saved = Saved { inputs: vec![x.clone()], output: y, activated: true, extra };
+        let back = l.backward(&saved, &g, &[true]).unwrap().inputs.remove(0).unwrap();
+        let analytic = dot(&v, &back);
+        assert!((numeric - analytic).abs() < 1e-6 * analytic.abs().max(1.0), "{numeric} vs {analytic}");
     }
 
     /// RandomFlip draws anew at every call, so instead of finite differences: its backward pass is

@@ -14,7 +14,7 @@ from kandle.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, 
 from kandle.layers.normalization import BatchNormalization
 from kandle.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                    GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from kandle.layers.preprocessing import CenterCrop, RandomFlip, Rescaling
+from kandle.layers.preprocessing import CenterCrop, RandomContrast, RandomFlip, Rescaling
 from kandle.layers.regularization import Dropout
 from kandle.layers.reshaping import Flatten, ZeroPadding2D
 

@@ -35,3 +35,15 @@ class RandomFlip(Layer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"RandomFlip: data_format={data_format!r} is not supported; kandle is channels_last")
         super().__init__(mode=mode, seed=seed, **kwargs)
+
+
+class RandomContrast(Layer):
+    """While training, each image's contrast scaled by a factor drawn from ``[1 - lower, 1 + upper]``
+    (``factor`` is a number for both or a pair): ``clip((x - mean) * f + mean, value_range)``, the
+    mean per image and channel; the identity at inference."""
+
+    _class_name = "RandomContrast"
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        factor = list(factor) if isinstance(factor, tuple) else factor
+        super().__init__(factor=factor, value_range=list(value_range), seed=seed, **kwargs)
