@@ -15,6 +15,7 @@ pub mod optimizers;
 pub mod schedules;
 pub mod data;
 pub mod graph;
+pub mod symbolic;
 pub mod model;
 pub mod saving;
 pub mod training;

@@ -31,6 +31,11 @@ impl<'a> Cfg<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// The whole config as a JSON object.
+    pub fn value(&self) -> Value {
+        Value::Object(self.map.clone())
+    }
+
     /// The raw value of an argument, `None` when absent or null.
     pub fn raw(&self, key: &str) -> Option<&Value> {
         self.get(key)

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod conv;
 pub mod core;
+pub mod custom;
 pub mod merging;
 pub mod normalization;
 pub mod pooling;
@@ -177,6 +178,8 @@ pub enum Arity {
     One,
     /// Two or more (the merging layers); `Subtract` takes exactly two and checks that itself.
     Many,
+    /// As many as the layer was recorded with (a `kandle.ops` layer checks that itself).
+    Any,
 }
 
 /// One layer family's entry in the registry: its Keras class name, how many inputs it takes, the
@@ -231,6 +234,15 @@ pub fn takes_one_input(class_name: &str) -> bool {
     entry(class_name).map(|e| e.arity == Arity::One).unwrap_or(true)
 }
 
+/// The registry entry for a config: a recorded `kandle.ops` layer whatever its class name, else
+/// the family of that name.
+fn entry_for(class_name: &str, config: &Value) -> Result<&'static Entry> {
+    if config.get(custom::GRAPH_KEY).is_some_and(|g| !g.is_null()) {
+        return Ok(&custom::CUSTOM);
+    }
+    entry(class_name)
+}
+
 fn entry(class_name: &str) -> Result<&'static Entry> {
     REGISTRY.iter().find(|e| e.class_name == class_name).ok_or_else(|| {
         Error::Value(format!(
@@ -243,7 +255,7 @@ fn entry(class_name: &str) -> Result<&'static Entry> {
 /// Checks a config without building (Keras raises for `Dense(units=0)` at construction, before any
 /// input shape is known) and returns it normalised, with Keras's defaults filled in.
 pub fn validate(class_name: &str, config: &Value) -> Result<Value> {
-    let e = entry(class_name)?;
+    let e = entry_for(class_name, config)?;
     let cfg = Cfg::new(class_name, config)?;
     let mut v = (e.validate)(&cfg)?;
     v["name"] = Value::String(cfg.name().to_string());
@@ -255,6 +267,7 @@ fn check_arity(e: &Entry, cfg: &Cfg, inputs: &[Vec<usize>]) -> Result<()> {
     match (e.arity, inputs.len()) {
         (Arity::One, 1) => Ok(()),
         (Arity::Many, n) if n >= 2 => Ok(()),
+        (Arity::Any, _) => Ok(()),
         (Arity::One, n) => crate::value_err!(
             "Layer \"{}\" ({}) expects 1 input, but it received {n} input tensors",
             cfg.name(),
@@ -285,7 +298,7 @@ pub(crate) fn checked_size(layer: &str, what: &str, shape: &[usize]) -> Result<u
 
 /// The per-sample output shape of a call on inputs of these shapes; the errors building would give.
 pub fn output_shape(class_name: &str, config: &Value, inputs: &[Vec<usize>]) -> Result<Vec<usize>> {
-    let e = entry(class_name)?;
+    let e = entry_for(class_name, config)?;
     let cfg = Cfg::new(class_name, config)?;
     check_arity(e, &cfg, inputs)?;
     let out = (e.output_shape)(&cfg, inputs)?;
@@ -295,7 +308,7 @@ pub fn output_shape(class_name: &str, config: &Value, inputs: &[Vec<usize>]) -> 
 
 /// Builds a layer for known per-sample input shapes.
 pub fn build(class_name: &str, config: &Value, inputs: &[Vec<usize>], dtype: DType) -> Result<Box<dyn Layer>> {
-    let e = entry(class_name)?;
+    let e = entry_for(class_name, config)?;
     let cfg = Cfg::new(class_name, config)?;
     check_arity(e, &cfg, inputs)?;
     checked_size(cfg.name(), "output (per sample)", &(e.output_shape)(&cfg, inputs)?)?;

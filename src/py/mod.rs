@@ -7,6 +7,7 @@ mod feed;
 mod metrics;
 mod hooks;
 mod model;
+mod ops;
 mod saving;
 mod world;
 
@@ -135,6 +136,9 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::op_names, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::op_infer, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::op_eval, m)?)?;
     m.add_function(wrap_pyfunction!(saving::save_model, m)?)?;
     m.add_function(wrap_pyfunction!(saving::save_weights, m)?)?;
     m.add_function(wrap_pyfunction!(saving::load_weights, m)?)?;

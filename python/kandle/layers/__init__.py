@@ -35,12 +35,27 @@ if _missing:  # a registry entry without its Python class, or the other way roun
     raise ImportError(f"kandle.layers and the core's layer registry disagree on: {sorted(_missing)}")
 
 
-def deserialize(config):
-    """Builds a layer from ``{"class_name": ..., "config": {...}}``; an unknown name is an error."""
+def deserialize(config, custom_objects=None):
+    """Builds a layer from ``{"class_name": ..., "config": {...}}``: a kandle layer, an op of a model
+    (``OpLayer``), or a user's class found through ``custom_objects``, a ``custom_object_scope`` or
+    ``register_keras_serializable``; anything else is an error."""
+    from kandle.layers.op_layer import OpLayer
+    from kandle.saving.object_registration import get_registered_object
+
     name = config.get("class_name")
     if name == "InputLayer":
         return InputLayer.from_config(config.get("config", {}))
+    if name == "OpLayer":
+        return OpLayer.from_config(config.get("config", {}))
     if name not in _BY_NAME:
+        cls = get_registered_object(name, custom_objects, config.get("registered_name"))
+        if cls is not None:
+            return cls.from_config(config.get("config", {}))
+        if "_kandle_graph" in (config.get("config") or {}):
+            raise TypeError(
+                f"Could not locate class '{name}'. Make sure custom classes are decorated with "
+                "`@kandle.saving.register_keras_serializable()` or passed in `custom_objects=` (load_model) or a "
+                "`kandle.saving.custom_object_scope`.")
         raise ValueError(f"Unknown layer: '{name}'. kandle does not implement it yet; kandle supports: "
                          f"{', '.join(sorted(_BY_NAME))}")
     return _BY_NAME[name].from_config(config.get("config", {}))

@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from kandle import _kandle, backend
+from kandle.layers import custom
 
 
 def _identifier(value, kind):
@@ -39,6 +40,23 @@ class Layer:
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None, input_dim=None,
                  trainable=True, dtype=None, **config):
+        if custom.is_custom(self):
+            if type(self).call is Layer.call:
+                raise NotImplementedError(f"{type(self).__name__}: a Layer subclass must define call()")
+            custom.init(self, name, trainable, dtype, config)
+            self._input_shape_arg = None
+            if input_dim is not None:
+                input_shape = (input_dim,)
+            if batch_input_shape is not None:
+                input_shape = tuple(batch_input_shape)[1:]
+            if input_shape is not None:
+                self._input_shape_arg = _shape(input_shape, self._class_name)
+            self._model = None
+            self._inbound_nodes = []
+            return
+        if type(self).call is not Layer.call:
+            raise NotImplementedError(f"{type(self).__name__}: kandle does not implement overriding call() of a "
+                                      f"built-in layer ({self._class_name}) yet; subclass kandle.layers.Layer")
         if dtype not in (None, "float32") and not (isinstance(dtype, dict) and "float32" in json.dumps(dtype)):
             raise ValueError(f"{self._class_name}: only dtype='float32' is supported, got {dtype!r}")
         if not isinstance(trainable, bool):
@@ -60,10 +78,18 @@ class Layer:
     # -- symbolic calls ---------------------------------------------------------------------------
     def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
         from kandle.layers.input_layer import KerasTensor, Node
+        from kandle.ops._graph import SymbolicTensor
 
         if args or kwargs:
             raise TypeError(f"Layer \"{self.name}\": unexpected call arguments {args or ''} {sorted(kwargs) or ''}")
         tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if tensors and all(isinstance(t, SymbolicTensor) for t in tensors):
+            if not custom.is_custom(self):
+                raise NotImplementedError(
+                    f"Layer \"{self.name}\" ({self._class_name}) was called inside another layer's call(): kandle "
+                    "does not implement built-in layers inside custom layers yet. Write it with kandle.ops (a Dense is "
+                    "ops.matmul(x, kernel) + bias), or call it in a functional or subclassed Model instead.")
+            return custom.call_inline(self, inputs)
         if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(
                 f"Layer \"{self.name}\" was called on {type(inputs).__name__}: kandle does not implement calling "
@@ -71,11 +97,31 @@ class Layer:
                 "functional Model, then use model.predict(x)."
             )
         shapes = [list(t.shape[1:]) for t in tensors]
-        out = _kandle.layer_output_shape(self._class_name, json.dumps(self._config), shapes)
+        out = _kandle.layer_output_shape(self._class_name, json.dumps(self._core_config(shapes)), shapes)
         node_index = len(self._inbound_nodes)
         output = KerasTensor((None, *out), history=(self, node_index, 0), name=f"{self.name}_{node_index}")
         self._inbound_nodes.append(Node(self, inputs if isinstance(inputs, (list, tuple)) else inputs, output))
         return output
+
+    def _core_config(self, input_shapes):
+        """The config the core builds this layer from: a custom layer's recorded graph for these
+        per-sample input shapes, else the checked Keras config."""
+        return custom.record(self, input_shapes) if custom.is_custom(self) else self._config
+
+    # -- writing layers (Keras's subclassing API) ---------------------------------------------
+    def build(self, input_shape):
+        """Creates the weights (``add_weight``) once the input shape is known; a custom layer overrides it."""
+
+    def call(self, inputs, *args, **kwargs):
+        """The layer's computation in ``kandle.ops``; a custom layer overrides it."""
+        raise NotImplementedError
+
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True, regularizer=None,
+                   constraint=None, aggregation="none", overwrite_with_gradient=False, name=None):
+        if not custom.is_custom(self):
+            raise NotImplementedError("add_weight is for custom layers (subclasses of kandle.layers.Layer)")
+        return custom.add_weight(self, shape, initializer, dtype, trainable, autocast, regularizer, constraint,
+                                 aggregation, overwrite_with_gradient, name)
 
     # -- link to the compiled model ---------------------------------------------------------
     def _attach(self, core):
@@ -83,7 +129,11 @@ class Layer:
 
     @property
     def built(self):
-        return self._model is not None
+        return self._model is not None or bool(self.__dict__.get("_built_flag"))
+
+    @built.setter
+    def built(self, value):
+        self.__dict__["_built_flag"] = bool(value)
 
     def _info(self):
         if self._model is None:
@@ -183,6 +233,8 @@ class Layer:
         return self._inbound_nodes[i]
 
     def get_config(self):
+        if custom.is_custom(self):
+            return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
         return dict(self._config)
 
     @classmethod

@@ -98,8 +98,9 @@ def _functional_config(name, inputs, output, operations, calls):
         for node in calls[id(op)]:
             args = [tensor(t) for t in node.args] if isinstance(node.args, (list, tuple)) else tensor(node.args)
             inbound.append({"args": [args], "kwargs": {}})
-        layers.append({"class_name": op._class_name, "name": op.name, "config": op.get_config(),
-                       "inbound_nodes": inbound})
+        recorded = getattr(op, "_recorded", None)
+        config = recorded[1] if recorded else op.get_config()
+        layers.append({"class_name": op._class_name, "name": op.name, "config": config, "inbound_nodes": inbound})
     names = [op.name for op in operations]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

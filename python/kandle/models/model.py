@@ -52,10 +52,14 @@ class Model:
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         if kwargs:
             raise TypeError(f"Model() got unexpected keyword argument(s): {sorted(kwargs)}")
-        self._init_state(name or backend.unique_name("functional"))
-        if inputs is None and outputs is None and type(self) is not Model:
-            raise NotImplementedError("kandle does not implement subclassed models (a Model with a call() method) yet; "
-                                      "build a functional Model(inputs, outputs) or a Sequential")
+        subclassed = inputs is None and outputs is None and type(self) is not Model
+        default = backend.snake_case(type(self).__name__) if subclassed else "functional"
+        self._init_state(name or backend.unique_name(default))
+        self._subclassed = subclassed
+        if subclassed:
+            if type(self).call is Model.call:
+                raise NotImplementedError(f"{type(self).__name__}: a subclassed Model must define call(inputs)")
+            return  # built on the first data it sees (or build(input_shape)), by tracing call()
         if inputs is None or outputs is None:
             raise ValueError("Model(inputs, outputs): both `inputs` and `outputs` are required (symbolic tensors "
                              "from kandle.Input and layer calls)")
@@ -119,7 +123,37 @@ class Model:
         self._core = core
 
     def _ensure_core(self, input_shapes=None):
+        if self._core is None and getattr(self, "_subclassed", False) and input_shapes:
+            self._trace(input_shapes)
         return self._core
+
+    # -- subclassed models ----------------------------------------------------------------------
+    def call(self, inputs, training=None, mask=None):
+        """A subclassed model's forward pass: layer calls and ``kandle.ops`` on its inputs."""
+        raise NotImplementedError
+
+    def _trace(self, input_shapes):
+        """Runs ``call`` once on symbolic inputs of these per-sample shapes; the graph it records is
+        the model's from then on (its layers and their weights, trained in Rust)."""
+        from kandle.layers.input_layer import Input
+
+        inputs = [Input(shape=tuple(int(d) for d in s)) for s in input_shapes]
+        outputs = self.call(inputs[0] if len(inputs) == 1 else inputs)
+        if not _keras_tensors(outputs):
+            raise TypeError(f"Model \"{self.name}\": call() must return the result of layer calls or kandle.ops on its "
+                            f"inputs, got {type(outputs).__name__}")
+        self._build_functional(inputs[0] if len(inputs) == 1 else inputs, outputs)
+        if self._compiled is not None:
+            self._apply_compile()
+
+    def build(self, input_shape=None):
+        """Builds a subclassed model for ``input_shape`` (with the batch axis, as Keras takes it)."""
+        if self._core is not None:
+            return
+        if input_shape is None:
+            raise ValueError(f"Model \"{self.name}\": build() needs an input_shape")
+        shapes = input_shape if isinstance(input_shape, list) and input_shape and isinstance(input_shape[0], (list, tuple)) else [input_shape]
+        self._ensure_core([tuple(s)[1:] for s in shapes])
 
     @property
     def built(self):
@@ -267,8 +301,10 @@ class Model:
     def from_config(cls, config, custom_objects=None):
         """Rebuilds layers from the config, then replays their calls."""
         from kandle.layers import deserialize
+        from kandle.saving.object_registration import custom_object_scope
 
-        return cls._from_config(config, deserialize)
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config, deserialize)
 
     @classmethod
     def _from_config(cls, config, make_layer):

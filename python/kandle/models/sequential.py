@@ -61,7 +61,7 @@ class Sequential(Model):
         if layer._model is core:
             return
         previous = layer._model
-        core.add(layer._class_name, json.dumps(layer._config))
+        core.add(layer._class_name, json.dumps(layer._core_config([core.output_shape()])))
         if previous is not None:
             weights = previous.layer_get_weights(layer.name)
             if weights:

@@ -114,20 +114,23 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     generators, so ``fit`` continues exactly as the run that saved it would have. A corrupted,
     truncated or foreign file, or one from a newer kandle, raises ``ValueError`` naming the file.
     """
+    from kandle.saving.object_registration import custom_object_scope
+
     path = _path(filepath)
     kind = _sniff(path)
-    if kind != "kandle":
-        from kandle.saving import keras_import
+    with custom_object_scope(custom_objects):
+        if kind != "kandle":
+            from kandle.saving import keras_import
 
-        return keras_import.load_model(path, kind, compile=compile)
-    core, config, compile_config = _kandle.load_model(path, compile=bool(compile))
-    return _wrap(core, json.loads(config), None if compile_config is None else json.loads(compile_config))
+            return keras_import.load_model(path, kind, compile=compile)
+        core, config, compile_config = _kandle.load_model(path, compile=bool(compile))
+        return _wrap(core, json.loads(config), None if compile_config is None else json.loads(compile_config))
 
 
 def _wrap(core, config, compile_config):
     """The Python model around a core the Rust side built (layers attached by name)."""
     from kandle import losses, optimizers
-    from kandle.layers import deserialize
+    from kandle.layers import custom, deserialize
     from kandle.models import Model, Sequential
 
     if config["class_name"] == "Sequential":
@@ -137,6 +140,8 @@ def _wrap(core, config, compile_config):
         model._core = core
         for layer_config in cfg["layers"]:
             layer = deserialize(layer_config)
+            if custom.is_custom(layer):  # its weights' Variables, as the saved graph declared them
+                custom.record(layer, core.layer_info(layer.name)[2])
             layer._attach(core)
             model._layers.append(layer)
     else:
@@ -149,6 +154,11 @@ def _wrap(core, config, compile_config):
         model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
         opt._bind(model._core)
     return model
+
+
+from kandle.saving.object_registration import (CustomObjectScope, custom_object_scope,  # noqa: E402
+                                               get_custom_objects, get_registered_name, get_registered_object,
+                                               register_keras_serializable)
 
 
 def __getattr__(name):
