@@ -223,7 +223,7 @@ impl Model {
 
     /// Every variable of every layer, `get_weights()` order.
     pub fn all_weights(&self) -> Vec<&Var> {
-        self.graph.layers.iter().flat_map(|l| l.weights().into_iter().chain(l.state())).collect()
+        self.graph.layers.iter().flat_map(|l| l.variables()).collect()
     }
 
     pub fn count_params(&self) -> usize {
@@ -525,9 +525,8 @@ impl Model {
     /// A layer's variables (`weights()` then `state()`) as host data in Keras layouts.
     pub fn layer_weights(&self, i: usize) -> Result<Vec<(Vec<f32>, Vec<usize>)>> {
         let l = self.layer(i)?;
-        l.weights()
+        l.variables()
             .into_iter()
-            .chain(l.state())
             .map(|w| Ok((w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?, w.dims().to_vec())))
             .collect()
     }
@@ -535,7 +534,7 @@ impl Model {
     /// Replaces a layer's variables; the count and every shape must match (checked before any write).
     pub fn set_layer_weights(&mut self, i: usize, values: &[(Vec<f32>, Vec<usize>)]) -> Result<()> {
         let layer = self.layer(i)?;
-        let vars: Vec<&Var> = layer.weights().into_iter().chain(layer.state()).collect();
+        let vars: Vec<&Var> = layer.variables();
         if vars.len() != values.len() {
             return Err(Error::Value(format!(
                 "Layer \"{}\" expects {} weight(s), but the weight list received has {}",

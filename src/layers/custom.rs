@@ -81,14 +81,12 @@ fn graphs(cfg: &Cfg, inputs: &[Vec<usize>]) -> Result<(OpGraph, Option<OpGraph>)
     Ok((infer, train))
 }
 
-/// A layer output's per-sample shape: the batch axis first, every other dimension known.
+/// A layer output's per-sample shape: the batch axis first, every other dimension known. (Its
+/// kind may be int or bool: an op of a functional model such as `x > 0` feeds a later `where`.)
 fn per_sample(who: &str, sym: &Sym) -> Result<Vec<usize>> {
     let show = crate::symbolic::shape::show(&sym.shape);
     if sym.shape.first() != Some(&None) {
         return crate::value_err!("{who}: `call` must return a tensor whose first axis is the batch axis (None); it returned shape {show}");
-    }
-    if sym.kind != crate::symbolic::Kind::Float {
-        return crate::value_err!("{who}: `call` must return a float tensor; it returned {} (use ops.cast(x, 'float32'))", sym.kind.name());
     }
     sym.shape[1..].iter().map(|d| d.ok_or_else(|| Error::Value(format!("{who}: `call` returned shape {show}: kandle needs every axis but the batch axis known")))).collect()
 }
@@ -124,13 +122,14 @@ pub struct Custom {
     infer: OpGraph,
     train: Option<OpGraph>,
     specs: Vec<WeightSpec>,
-    /// In `add_weight` order (the graph's weight indices).
+    /// In Keras's order (the graph's weight indices): the layer's own, then each sublayer's.
     vars: Vec<Var>,
 }
 
 /// The training pass's tracked inputs and output, for candle's backward.
 struct Tape {
-    inputs: Vec<Var>,
+    inputs: Vec<Option<Var>>,
+    shapes: Vec<Vec<usize>>,
     output: Tensor,
 }
 
@@ -154,8 +153,11 @@ impl Layer for Custom {
     fn state(&self) -> Vec<&Var> {
         self.order(false).map(|i| &self.vars[i]).collect()
     }
+    fn variables(&self) -> Vec<&Var> {
+        self.vars.iter().collect()
+    }
     fn weight_names(&self) -> Vec<&'static str> {
-        self.order(true).chain(self.order(false)).map(|i| self.specs[i].name).collect()
+        self.specs.iter().map(|s| s.name).collect()
     }
 
     fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
@@ -166,29 +168,42 @@ impl Layer for Custom {
 
     fn forward_train(&self, xs: &[Tensor], _activated: bool) -> Result<(Tensor, Extra)> {
         let graph = self.train.as_ref().unwrap_or(&self.infer);
-        let inputs = xs.iter().map(|x| Var::from_tensor(&x.detach())).collect::<candle_core::Result<Vec<_>>>()?;
-        let tracked: Vec<Tensor> = inputs.iter().map(|v| v.as_tensor().clone()).collect();
+        // Float inputs are tracked for their gradients; int and bool ones are constants of the pass.
+        let inputs = xs.iter().map(|x| if x.dtype().is_float() { Var::from_tensor(&x.detach()).map(Some) } else { Ok(None) }).collect::<candle_core::Result<Vec<_>>>()?;
+        let tracked: Vec<Tensor> = inputs.iter().zip(xs).map(|(v, x)| v.as_ref().map_or_else(|| x.detach(), |v| v.as_tensor().clone())).collect();
         // Frozen weights and non-trainable ones are constants of the pass.
         let weights: Vec<Tensor> = self.vars.iter().zip(&self.specs).map(|(v, s)| if s.trainable && self.trainable() { v.as_tensor().clone() } else { v.as_tensor().detach() }).collect();
         let output = graph.eval(&tracked, &weights)?;
-        Ok((output.detach(), Extra::new(Tape { inputs, output })))
+        let shapes = xs.iter().map(|x| x.dims().to_vec()).collect();
+        Ok((output.detach(), Extra::new(Tape { inputs, shapes, output })))
     }
 
     fn backward(&self, saved: &Saved, grad: &Tensor, input_grads: &[bool]) -> Result<Gradients> {
         let tape = saved.extra.get::<Tape>().ok_or_else(|| Error::Runtime(format!("Layer \"{}\": backward without its training pass", self.name())))?;
-        let store = (tape.output.to_dtype(grad.dtype())? * grad)?.sum_all()?.backward()?;
+        // An int or bool output (a comparison) passes no gradient back.
+        let store = if tape.output.dtype().is_float() { Some((tape.output.to_dtype(grad.dtype())? * grad)?.sum_all()?.backward()?) } else { None };
         let zeros = |t: &Tensor| t.zeros_like();
+        let found = |t: &Tensor| store.as_ref().and_then(|s| s.get(t)).cloned();
         let inputs = tape
             .inputs
             .iter()
+            .zip(&tape.shapes)
             .zip(input_grads)
-            .map(|(v, &want)| if want { Some(store.get(v.as_tensor()).cloned().map_or_else(|| zeros(v.as_tensor()), Ok)) } else { None }.transpose())
+            .map(|((v, shape), &want)| {
+                if !want {
+                    return Ok(None);
+                }
+                match v {
+                    Some(v) => found(v.as_tensor()).map_or_else(|| zeros(v.as_tensor()), Ok).map(Some),
+                    None => Tensor::zeros(shape.as_slice(), grad.dtype(), grad.device()).map(Some),
+                }
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let weights = self
             .order(true)
             .map(|i| {
                 let v = self.vars[i].as_tensor();
-                Ok(crate::ops::grad::Grad::Value(store.get(v).cloned().map_or_else(|| zeros(v), Ok)?))
+                Ok(crate::ops::grad::Grad::Value(found(v).map_or_else(|| zeros(v), Ok)?))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Gradients { inputs, weights })

@@ -65,7 +65,12 @@ pub trait Layer: Send + Sync {
     fn state(&self) -> Vec<&Var> {
         Vec::new()
     }
-    /// Keras's variable names, for `weights()` then `state()` (`kernel`, `bias`, `gamma`, ...).
+    /// Every variable in Keras's `get_weights()` order: `weights()` then `state()` for the built-in
+    /// layers; a custom layer lists its own, then each sublayer's, as Keras tracks them.
+    fn variables(&self) -> Vec<&Var> {
+        self.weights().into_iter().chain(self.state()).collect()
+    }
+    /// Keras's variable names, in `variables()` order (`kernel`, `bias`, `gamma`, ...).
     fn weight_names(&self) -> Vec<&'static str> {
         Vec::new()
     }

@@ -83,7 +83,7 @@ fn variables(model: &Model) -> Vec<(usize, usize, &Var)> {
         .layers()
         .iter()
         .enumerate()
-        .flat_map(|(i, l)| l.weights().into_iter().chain(l.state()).enumerate().map(move |(k, v)| (i, k, v)))
+        .flat_map(|(i, l)| l.variables().into_iter().enumerate().map(move |(k, v)| (i, k, v)))
         .collect()
 }
 

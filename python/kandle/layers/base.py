@@ -89,7 +89,7 @@ class Layer:
                     f"Layer \"{self.name}\" ({self._class_name}) was called inside another layer's call(): kandle "
                     "does not implement built-in layers inside custom layers yet. Write it with kandle.ops (a Dense is "
                     "ops.matmul(x, kernel) + bias), or call it in a functional or subclassed Model instead.")
-            return custom.call_inline(self, inputs)
+            return custom.call_inline(self, inputs, training)
         if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(
                 f"Layer \"{self.name}\" was called on {type(inputs).__name__}: kandle does not implement calling "
@@ -97,16 +97,19 @@ class Layer:
                 "functional Model, then use model.predict(x)."
             )
         shapes = [list(t.shape[1:]) for t in tensors]
-        out = _kandle.layer_output_shape(self._class_name, json.dumps(self._core_config(shapes)), shapes)
+        dtypes = [getattr(t, "dtype", "float32") for t in tensors]
+        config = custom.record(self, shapes, dtypes, training) if custom.is_custom(self) else self._config
+        out = _kandle.layer_output_shape(self._class_name, json.dumps(config), shapes)
         node_index = len(self._inbound_nodes)
-        output = KerasTensor((None, *out), history=(self, node_index, 0), name=f"{self.name}_{node_index}")
+        output = KerasTensor((None, *out), dtype=getattr(self, "_output_dtype", "float32"),
+                             history=(self, node_index, 0), name=f"{self.name}_{node_index}")
         self._inbound_nodes.append(Node(self, inputs if isinstance(inputs, (list, tuple)) else inputs, output))
         return output
 
-    def _core_config(self, input_shapes):
+    def _core_config(self, input_shapes, dtypes=None):
         """The config the core builds this layer from: a custom layer's recorded graph for these
         per-sample input shapes, else the checked Keras config."""
-        return custom.record(self, input_shapes) if custom.is_custom(self) else self._config
+        return custom.record(self, input_shapes, dtypes) if custom.is_custom(self) else self._config
 
     # -- writing layers (Keras's subclassing API) ---------------------------------------------
     def build(self, input_shape):
@@ -206,6 +209,9 @@ class Layer:
         weights = self.get_weights()
         if self._model is None:
             return [], []
+        if custom.is_custom(self):
+            flags = [v.trainable and self.trainable for v in custom.all_variables(self)]
+            return ([w for w, t in zip(weights, flags) if t], [w for w, t in zip(weights, flags) if not t])
         n_trainable, _ = self._model.layer_weight_counts(self.name)
         if not self.trainable:
             return [], weights

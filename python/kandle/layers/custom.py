@@ -84,8 +84,9 @@ def sublayers(layer):
 
 
 def all_variables(layer):
-    """The layer's own weights, then its sublayers' (Keras's tracking order)."""
-    out = list(layer._variables)
+    """Keras's ``weights`` order: the layer's own trainable weights, its own non-trainable ones, then
+    each sublayer's (recursively)."""
+    out = [v for v in layer._variables if v.trainable] + [v for v in layer._variables if not v.trainable]
     for sub in sublayers(layer):
         if is_custom(sub):
             out.extend(all_variables(sub))
@@ -116,24 +117,45 @@ def _run_call(layer, inputs, training):
     return out
 
 
-def record(layer, input_shapes):
-    """The config the core builds this layer from, for calls on these per-sample input shapes."""
-    key = json.dumps([list(s) for s in input_shapes])
+# Inside the trace of a subclassed model whose call() takes no `training`: Keras 3 then calls the
+# model's layers with training=None in fit too, so a custom layer records that one mode.
+_untrained_context = []
+
+
+def record(layer, input_shapes, dtypes=None, training=None):
+    """The config the core builds this layer from, for calls on these per-sample input shapes (and
+    dtypes: float32 unless given). ``training`` given at the call fixes the mode of both graphs, as
+    an explicit ``layer(x, training=False)`` does in Keras."""
+    dtypes = list(dtypes or ["float32"] * len(input_shapes))
+    key = json.dumps([[list(s) for s in input_shapes], dtypes])
     if layer._recorded is not None and layer._recorded[0] == key:
         return layer._recorded[1]
     if layer._recorded is not None:
         raise ValueError(f"Layer \"{layer.name}\" was first called on inputs of shape "
-                         f"{json.loads(layer._recorded[0])}, now on {list(map(list, input_shapes))}: kandle records one "
+                         f"{json.loads(layer._recorded[0])[0]}, now on {list(map(list, input_shapes))}: kandle records one "
                          "input signature per custom layer")
     ensure_built(layer, [(None, *s) for s in input_shapes])
+    if any(is_custom(sub) and not sub.built for sub in sublayers(layer)):
+        # Sublayers build on their first call: a dry run makes their weights, so that the graph
+        # lists every weight in Keras's order (the layer's own, then each sublayer's).
+        dry = _Graph(f"Layer \"{layer.name}\"")
+        dry.training = False
+        with recording(dry):
+            _run_call(layer, [dry.input((None, *s), d) for s, d in zip(input_shapes, dtypes)][0]
+                      if len(input_shapes) == 1 else [dry.input((None, *s), d) for s, d in zip(input_shapes, dtypes)],
+                      False)
     variables = all_variables(layer)
     graphs = []
-    for training in ((False, True) if _takes_training(layer) else (False,)):
+    if training is not None or _untrained_context:
+        modes = (training,)
+    else:
+        modes = (False, True) if _takes_training(layer) else (False,)
+    for training in modes:
         g = _Graph(f"Layer \"{layer.name}\"")
         g.training = training
         for v in variables:
             g.weight(v)
-        xs = [g.input((None, *s)) for s in input_shapes]
+        xs = [g.input((None, *s), d) for s, d in zip(input_shapes, dtypes)]
         with recording(g):
             out = _run_call(layer, xs[0] if len(xs) == 1 else xs, training)
         if isinstance(out, Variable):
@@ -142,6 +164,8 @@ def record(layer, input_shapes):
             raise TypeError(f"Layer \"{layer.name}\": `call` must return a tensor computed from its inputs with "
                             f"kandle.ops, got {type(out).__name__}")
         graphs.append(g.to_json(out))
+        if training is not True:
+            infer_dtype = out.dtype
     infer = graphs[0]
     train = graphs[1] if len(graphs) > 1 and graphs[1] != graphs[0] else None
     for i, v in enumerate(variables):
@@ -156,17 +180,20 @@ def record(layer, input_shapes):
     config.update({"name": layer.name, "trainable": layer.trainable, "_kandle_class": layer._class_name,
                    "_kandle_graph": infer, "_kandle_train_graph": train, "_kandle_weights": weights})
     layer._recorded = (key, config)
+    layer._output_dtype = infer_dtype
     layer._all_variables = variables
     return config
 
 
-def call_inline(layer, inputs):
-    """A custom layer called inside another's ``call``: its ops go into the outer recording."""
+def call_inline(layer, inputs, training=None):
+    """A custom layer called inside another's ``call``: its ops go into the outer recording (in the
+    outer call's mode unless the call names one)."""
     from kandle.ops._graph import active
 
     tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     ensure_built(layer, [t.shape for t in tensors])
     graph = active() or tensors[0]._graph
-    training = getattr(graph, "training", None)
+    if training is None:
+        training = getattr(graph, "training", None)
     out = _run_call(layer, inputs, training)
     return graph.weight(out) if isinstance(out, Variable) else out

@@ -137,8 +137,19 @@ class Model:
         the model's from then on (its layers and their weights, trained in Rust)."""
         from kandle.layers.input_layer import Input
 
+        import inspect
+
+        from kandle.layers import custom
+
         inputs = [Input(shape=tuple(int(d) for d in s)) for s in input_shapes]
-        outputs = self.call(inputs[0] if len(inputs) == 1 else inputs)
+        takes_training = "training" in inspect.signature(self.call).parameters
+        if not takes_training:
+            custom._untrained_context.append(True)
+        try:
+            outputs = self.call(inputs[0] if len(inputs) == 1 else inputs)
+        finally:
+            if not takes_training:
+                custom._untrained_context.pop()
         if not _keras_tensors(outputs):
             raise TypeError(f"Model \"{self.name}\": call() must return the result of layer calls or kandle.ops on its "
                             f"inputs, got {type(outputs).__name__}")

@@ -158,11 +158,10 @@ class Variable:
         return self._owner if self._owner is not None else self._layer
 
     def _position(self):
-        """Its index in the holding layer's ``get_weights()`` (trainable ones first, as Keras lists them)."""
-        holder = self._holder()
-        weights = getattr(holder, "_all_variables", None) or holder._variables
-        order = [v for v in weights if v.trainable] + [v for v in weights if not v.trainable]
-        return order.index(self)
+        """Its index in the holding layer's ``get_weights()`` (Keras's order)."""
+        from kandle.layers.custom import all_variables
+
+        return all_variables(self._holder()).index(self)
 
     def numpy(self):
         if self._holder()._model is None:
