@@ -18,6 +18,57 @@ pub enum Kind {
     BinaryCrossentropy,
     MeanSquaredError,
     MeanAbsoluteError,
+    /// A loss written in Python with `kandle.ops` (a function or a `Loss` subclass): its recorded
+    /// graph, by its index in [`custom`]'s table (so that a `Loss` stays a small `Copy` value).
+    Custom(u32),
+}
+
+/// Recorded loss graphs. A graph is added once per distinct record and lives as long as the process.
+pub mod custom {
+    use crate::symbolic::OpGraph;
+    use crate::{Error, Result};
+    use serde_json::Value;
+    use std::sync::{Arc, RwLock};
+
+    pub struct Entry {
+        pub name: &'static str,
+        pub graph: Arc<OpGraph>,
+        /// `{"class_name": "kandle>GraphLoss", "config": {"name", "graph"}}`, as compile_config keeps it.
+        pub value: Value,
+    }
+
+    static TABLE: RwLock<Vec<Entry>> = RwLock::new(Vec::new());
+
+    /// The index of this record, parsing (and checking) it the first time it is seen.
+    pub fn register(v: &Value) -> Result<u32> {
+        if let Some(i) = TABLE.read().unwrap_or_else(|e| e.into_inner()).iter().position(|e| &e.value == v) {
+            return Ok(i as u32);
+        }
+        let cfg = &v["config"];
+        let name = cfg["name"].as_str().unwrap_or("custom_loss");
+        let who = format!("Loss \"{name}\"");
+        let graph = OpGraph::from_json(&cfg["graph"], &who)?;
+        if graph.inputs.len() != 2 {
+            return Err(Error::Value(format!("{who}: a loss takes (y_true, y_pred); the record has {} inputs", graph.inputs.len())));
+        }
+        let out = graph.output_sym();
+        if out.kind != crate::symbolic::Kind::Float || (!out.shape.is_empty() && out.shape[0].is_some()) {
+            return Err(Error::Value(format!(
+                "{who}: a loss must return float values per sample (shape (None, ...)) or one float; it returned shape {} ({})",
+                crate::symbolic::shape::show(&out.shape),
+                out.kind.name()
+            )));
+        }
+        let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
+        table.push(Entry { name: crate::layers::custom::intern(name), graph: Arc::new(graph), value: v.clone() });
+        Ok((table.len() - 1) as u32)
+    }
+
+    pub fn get(i: u32) -> (&'static str, Arc<OpGraph>, Value) {
+        let table = TABLE.read().unwrap_or_else(|e| e.into_inner());
+        let e = &table[i as usize];
+        (e.name, e.graph.clone(), e.value.clone())
+    }
 }
 
 /// How the per-sample losses of a batch become the loss (Keras's `reduction`).
@@ -52,6 +103,9 @@ impl Loss {
     }
 
     fn kind_of(name: &str) -> Result<Kind> {
+        if name == "kandle>GraphLoss" {
+            return Err(Error::Value("a recorded loss needs its config".into()));
+        }
         Ok(match name {
             "categorical_crossentropy" | "CategoricalCrossentropy" => Kind::CategoricalCrossentropy,
             "sparse_categorical_crossentropy" | "SparseCategoricalCrossentropy" => Kind::SparseCategoricalCrossentropy,
@@ -84,6 +138,13 @@ impl Loss {
             return Self::parse(name);
         }
         let class = v["class_name"].as_str().unwrap_or("<missing class_name>");
+        if class == "kandle>GraphLoss" {
+            let mut loss = Loss::of(Kind::Custom(custom::register(v)?));
+            if v["config"]["reduction"].as_str() == Some("sum") {
+                loss.reduction = Reduction::Sum;
+            }
+            return Ok(loss);
+        }
         let mut loss = Loss::of(Self::kind_of(class)?);
         let cfg = &v["config"];
         loss.from_logits = cfg["from_logits"].as_bool().unwrap_or(false);
@@ -111,6 +172,9 @@ impl Loss {
 
     /// The loss as `compile_config` keeps it: its name when it has Keras's defaults.
     pub fn to_value(self) -> Value {
+        if let Kind::Custom(i) = self.kind {
+            return custom::get(i).2;
+        }
         if self == Loss::of(self.kind) {
             return json!(self.name());
         }
@@ -120,6 +184,7 @@ impl Loss {
             Kind::BinaryCrossentropy => "BinaryCrossentropy",
             Kind::MeanSquaredError => "MeanSquaredError",
             Kind::MeanAbsoluteError => "MeanAbsoluteError",
+            Kind::Custom(_) => unreachable!("returned above"),
         };
         let reduction = match self.reduction {
             Reduction::Mean => "sum_over_batch_size",
@@ -135,6 +200,15 @@ impl Loss {
             Kind::BinaryCrossentropy => "binary_crossentropy",
             Kind::MeanSquaredError => "mean_squared_error",
             Kind::MeanAbsoluteError => "mean_absolute_error",
+            Kind::Custom(i) => custom::get(i).0,
+        }
+    }
+
+    /// The per-sample target shape a recorded loss was recorded for (None for the built-in ones).
+    pub fn custom_target_shape(self) -> Option<Vec<Option<usize>>> {
+        match self.kind {
+            Kind::Custom(i) => Some(custom::get(i).1.inputs[0].shape[1..].to_vec()),
+            _ => None,
         }
     }
 
@@ -179,6 +253,18 @@ impl Loss {
             })
         };
         Ok(match self.kind {
+            Kind::Custom(i) => {
+                // Keras reduces a loss function's values over all their elements: per sample, the
+                // mean over the non-batch axes (a scalar result is every sample's).
+                let graph = custom::get(i).1;
+                let v = graph.eval(&[y.to_dtype(probs.dtype())?, probs.clone()], &[])?;
+                let n = probs.dim(0)?;
+                match v.rank() {
+                    0 => v.broadcast_as(n)?,
+                    1 => v,
+                    _ => v.flatten_from(1)?.mean(1)?,
+                }
+            }
             Kind::MeanSquaredError => last(probs.sub(y)?.sqr()?)?,
             Kind::MeanAbsoluteError => {
                 // |d| as d * sign(d): the same value (NaN stays NaN), and a gradient of sign(d), 0 at

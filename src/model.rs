@@ -294,6 +294,19 @@ impl Model {
     pub fn check_target(&self, sample_shape: &[usize]) -> Result<()> {
         let compiled = self.require_compiled()?;
         let out = self.output_shape();
+        if let Some(want) = compiled.loss.custom_target_shape() {
+            let fits = want.len() == sample_shape.len() && want.iter().zip(sample_shape).all(|(w, s)| w.is_none_or(|w| w == *s));
+            if fits {
+                return Ok(());
+            }
+            return Err(Error::Value(format!(
+                "Target shape mismatch: loss '{}' was recorded for targets of shape {} (the model's output shape; \
+                 kandle records a Python loss once, at compile), but received targets of shape {}",
+                compiled.loss.name(),
+                crate::symbolic::shape::show(&std::iter::once(None).chain(want.iter().copied()).collect::<Vec<_>>()),
+                keras_shape(sample_shape)
+            )));
+        }
         let ok = if compiled.loss.sparse() {
             sample_shape.is_empty() || sample_shape == [1]
         } else {

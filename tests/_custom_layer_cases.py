@@ -102,6 +102,30 @@ def _cases(lib):
         def call(self, inputs, training=None):
             return self.head(self.block(ops.relu(self.dense(inputs)), training=training))
 
+    def clipped_xent(y_true, y_pred):
+        """A loss function written with ops (per-sample values, which Keras averages)."""
+        p = ops.clip(y_pred, 1e-6, 1.0)
+        return -ops.sum(y_true * ops.log(p), axis=-1) + 0.1 * ops.mean(ops.square(y_pred), axis=-1)
+
+    class Huber(lib.losses.Loss):
+        """A Loss subclass with its own option and a where()."""
+
+        def __init__(self, delta=0.5, **kwargs):
+            super().__init__(**kwargs)
+            self.delta = delta
+
+        def call(self, y_true, y_pred):
+            e = ops.abs(y_true - y_pred)
+            return ops.where(e < self.delta, 0.5 * e * e, self.delta * (e - 0.5 * self.delta))
+
+    def loss_function():
+        inp = lib.Input(shape=(8,))
+        out = layers.Dense(3, activation="softmax")(Linear(6)(inp))
+        return lib.Model(inp, out), (8,), clipped_xent
+
+    def loss_subclass():
+        return lib.Sequential([lib.Input(shape=(8,)), layers.Dense(6, activation="tanh"), layers.Dense(3)]), (8,), Huber()
+
     def block_functional():
         inp = lib.Input(shape=(8,))
         out = layers.Dense(3, activation="softmax")(MLPBlock()(layers.Dense(10)(inp)))
@@ -130,10 +154,12 @@ def _cases(lib):
         return lib.Sequential([lib.Input(shape=(8, 8, 3)), Gram(), layers.Dense(3, activation="softmax")]), (8, 8, 3)
 
     return {"antirectifier": antirectifier, "linear_functional": linear_functional, "subclassed": subclassed,
-            "gram_cnn": gram_cnn, "block_functional": block_functional, "subclassed_training": subclassed_training}
+            "gram_cnn": gram_cnn, "block_functional": block_functional, "subclassed_training": subclassed_training,
+            "loss_function": loss_function, "loss_subclass": loss_subclass}
 
 
-NAMES = ["antirectifier", "linear_functional", "subclassed", "gram_cnn", "block_functional", "subclassed_training"]
+NAMES = ["antirectifier", "linear_functional", "subclassed", "gram_cnn", "block_functional", "subclassed_training",
+         "loss_function", "loss_subclass"]
 
 
 def run(lib, names=NAMES):
@@ -142,7 +168,7 @@ def run(lib, names=NAMES):
     out = {}
     cases = _cases(lib)
     for i, name in enumerate(names):
-        model, shape = cases[name]()
+        model, shape, *loss = cases[name]()
         rng = np.random.default_rng(100 + i)
         x = rng.normal(size=(48, *shape)).astype("float32")
         y = np.eye(3, dtype="float32")[rng.integers(0, 3, 48)]
@@ -151,7 +177,7 @@ def run(lib, names=NAMES):
         model.set_weights(weights)
         out[f"{name}/shapes"] = np.array([str([list(w.shape) for w in weights])])
         out[f"{name}/predict0"] = np.asarray(model.predict(x, verbose=0), dtype="float32")
-        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1), loss=loss[0] if loss else "categorical_crossentropy")
         history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         out[f"{name}/loss"] = np.asarray(history.history["loss"], dtype="float64")
         out[f"{name}/predict2"] = np.asarray(model.predict(x, verbose=0), dtype="float32")

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from kandle import _kandle
+from kandle import _kandle, backend
 
 
 def _values(spec, y_true, y_pred):
@@ -69,6 +69,12 @@ class Loss:
     _options = {}  # option -> Keras's default
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None, **options):
+        if type(self).call is not Loss.call:  # a user's subclass, written with kandle.ops
+            if reduction not in ("sum_over_batch_size", "auto", "mean", "sum"):
+                raise ValueError(f"kandle does not implement the loss reduction {reduction!r} yet")
+            self.reduction, self._config = reduction, {}
+            self.__name__ = self.name = name or backend.snake_case(type(self).__name__)
+            return
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s): {sorted(unknown)}")
@@ -87,9 +93,16 @@ class Loss:
             return self.name
         return _spec(type(self).__name__, reduction=self.reduction, **self._config)
 
+    def call(self, y_true, y_pred):
+        """A custom loss's per-sample values, in ``kandle.ops`` (subclasses override it)."""
+        raise NotImplementedError
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError("kandle does not implement sample_weight yet")
+        if type(self).call is not Loss.call:
+            values = np.asarray(self.call(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)))
+            return float(np.sum(values) if self.reduction == "sum" else np.mean(values))
         values = _values(self._core_spec(), y_true, y_pred)
         return float(np.sum(values) if self.reduction == "sum" else np.mean(values))
 
@@ -182,10 +195,32 @@ def name_of(identifier):
         return identifier._core_spec()
     if callable(identifier) and _FUNCTIONS.get(getattr(identifier, "__name__", None)) is identifier:
         return identifier.__name__
-    if callable(identifier):
-        raise ValueError(f"kandle does not implement Python-defined losses yet (got {identifier!r}): use a loss by its "
-                         "Keras name or a kandle.losses class")
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
+
+
+def is_python_loss(identifier):
+    """A loss written in Python (a function of ``(y_true, y_pred)`` or a ``Loss`` subclass with ``call``)."""
+    if isinstance(identifier, Loss):
+        return type(identifier).call is not Loss.call
+    return (callable(identifier) and not isinstance(identifier, (str, dict, type))
+            and _FUNCTIONS.get(getattr(identifier, "__name__", None)) is not identifier)
+
+
+def record(identifier, output_shape):
+    """A Python loss recorded on symbolic ``(y_true, y_pred)`` shaped like the model's output: the
+    spec the core trains with (its graph, run and differentiated in Rust)."""
+    from kandle.ops._graph import SymbolicTensor, _Graph
+
+    name = getattr(identifier, "__name__", None) or getattr(identifier, "name", None) or "custom_loss"
+    graph = _Graph(f"Loss \"{name}\"")
+    y_true, y_pred = graph.input((None, *output_shape)), graph.input((None, *output_shape))
+    out = (identifier.call if isinstance(identifier, Loss) else identifier)(y_true, y_pred)
+    if not isinstance(out, SymbolicTensor) or out._graph is not graph:
+        raise TypeError(f"Loss \"{name}\" must compute its result from y_true and y_pred with kandle.ops, got "
+                        f"{type(out).__name__}")
+    reduction = getattr(identifier, "reduction", "sum_over_batch_size")
+    return json.dumps({"class_name": "kandle>GraphLoss", "config": {"name": name, "reduction": reduction,
+                                                                     "graph": graph.to_json(out)}})
 
 
 def __getattr__(name):

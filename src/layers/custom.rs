@@ -22,7 +22,7 @@ pub const CUSTOM: Entry = Entry { class_name: "Layer", arity: Arity::Any, valida
 
 /// A `&'static str` for a name known at run time (the user's class and weight names); each
 /// distinct name is leaked once.
-fn intern(s: &str) -> &'static str {
+pub(crate) fn intern(s: &str) -> &'static str {
     static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut guard = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     let set = guard.get_or_insert_with(HashSet::new);

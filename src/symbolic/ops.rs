@@ -93,7 +93,7 @@ pub const OPS: &[OpDef] = &[
     unary!("gelu", |attrs, x| if flag(attrs, "approximate", true) { x.gelu() } else { x.gelu_erf() }),
     unary!("softplus", |_, x| softplus(x)),
     unary!("floor", |_, x| x.floor()),
-    unary!("round", |_, x| x.round()),
+    unary!("round", |_, x| round_half_even(x)),
     unary!("sign", |_, x| x.sign()),
     op!("clip", Arity::Fixed(1), |_, _, a| Ok(Sym::new(a[0].shape.clone(), if a[0].kind == Kind::Bool { Kind::Int } else { a[0].kind })), |attrs, a| {
         let x = if a[0].dtype() == DType::U8 { a[0].to_dtype(DType::I64)? } else { a[0].clone() };
@@ -327,7 +327,7 @@ fn reduce_shape(op: &str, attrs: &Value, a: &[Sym], kind: Option<Kind>) -> Resul
 
 fn arg_shape(op: &str, attrs: &Value, a: &[Sym]) -> Result<Sym> {
     match attrs.get("axis").and_then(Value::as_i64) {
-        None => Ok(Sym::new(Vec::new(), Kind::Int)),
+        None => Ok(Sym::new(if flag(attrs, "keepdims", false) { vec![Some(1); a[0].rank()] } else { Vec::new() }, Kind::Int)),
         Some(ax) => {
             let ax = shape::axis(op, ax, a[0].rank())?;
             Ok(Sym::new(reduced(&a[0].shape, &[ax], flag(attrs, "keepdims", false)), Kind::Int))
@@ -578,6 +578,15 @@ fn power(attrs: &Value, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_pow(&y)?)
 }
 
+/// NumPy's (and Keras's) rounding: halves go to the even neighbour.
+fn round_half_even(x: &Tensor) -> candle_core::Result<Tensor> {
+    let f = x.floor()?;
+    let diff = (x - &f)?;
+    let odd = (&f - ((&f * 0.5)?.floor()? * 2.0)?)?.ne(0.0)?;
+    let up = diff.gt(0.5)?.maximum(&diff.eq(0.5)?.mul(&odd)?)?;
+    up.where_cond(&(&f + 1.0)?, &f)
+}
+
 fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?
 }
@@ -615,13 +624,14 @@ fn extreme(attrs: &Value, x: &Tensor, max: bool) -> Result<Tensor> {
 }
 
 fn arg_extreme(attrs: &Value, x: &Tensor, max: bool) -> Result<Tensor> {
+    let rank = x.rank();
     let (x, ax) = match attrs.get("axis").and_then(Value::as_i64) {
         None => (x.flatten_all()?, 0),
         Some(a) => (x.clone(), shape::axis("argmax", a, x.rank())?),
     };
     let y = if max { x.argmax_keepdim(ax)? } else { x.argmin_keepdim(ax)? }.to_dtype(DType::I64)?;
     if attrs.get("axis").and_then(Value::as_i64).is_none() {
-        return Ok(y.reshape(())?);
+        return Ok(if flag(attrs, "keepdims", false) { y.reshape(vec![1; rank])? } else { y.reshape(())? });
     }
     keep(attrs, &x, &[ax], y)
 }

@@ -370,10 +370,11 @@ class Model:
                 raise ValueError(f"compile: `{key}` is not supported yet")
         opt = optimizers.get(optimizer)
         metric_names = [metrics_module.identifier(m) for m in metrics or []]
-        loss_name = losses.name_of(loss)
+        # A Python loss is recorded when the output shape is known (_apply_compile).
+        loss_name = None if losses.is_python_loss(loss) else losses.name_of(loss)
         # Check names now, even before the model is built, as Keras does.
         probe = _kandle.ModelCore("probe", [1])
-        probe.compile(json.dumps(opt._serialize()), loss_name, metric_names)
+        probe.compile(json.dumps(opt._serialize()), loss_name or "mse", metric_names)
         self._compiled = (opt, loss_name, metric_names)
         self.optimizer, self.loss = opt, loss
         if self._core is not None:
@@ -381,6 +382,8 @@ class Model:
 
     def _apply_compile(self):
         opt, loss_name, metric_names = self._compiled
+        if loss_name is None:
+            loss_name = losses.record(self.loss, self._core.output_shape())
         self._core.compile(json.dumps(opt._serialize()), loss_name, metric_names)
         opt._bind(self._core)
 

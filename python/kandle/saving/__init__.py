@@ -151,7 +151,14 @@ def _wrap(core, config, compile_config):
         opt = optimizers.get(compile_config["optimizer"])
         loss, metrics = compile_config["loss"], list(compile_config["metrics"])
         model._compiled = (opt, losses.name_of(loss), [m if isinstance(m, str) else json.dumps(m) for m in metrics])
-        model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
+        if isinstance(loss, dict) and loss.get("class_name") == "kandle>GraphLoss":
+            # A Python loss: the recorded graph trains as saved; the function itself, when the user
+            # makes it known, is model.loss again.
+            from kandle.saving.object_registration import get_registered_object
+            name = loss["config"].get("name")
+            model.optimizer, model.loss = opt, get_registered_object(name) or name
+        else:
+            model.optimizer, model.loss = opt, loss if isinstance(loss, str) else losses.deserialize(loss)
         opt._bind(model._core)
     return model
 

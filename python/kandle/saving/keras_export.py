@@ -80,6 +80,10 @@ def keras_config(model):
                "registered_name": "Functional", "build_config": {"input_shape": None}}
     if model._compiled is not None:
         opt, loss, metrics = model._compiled
+        if loss is None:  # a Python loss: Keras saves a registered function by name
+            from kandle.saving.object_registration import get_registered_name
+            loss = get_registered_name(model.loss) if isinstance(model.loss, type) or hasattr(model.loss, "call") \
+                else getattr(model.loss, "__name__", "custom_loss")
         serialized = opt._serialize()
         out["compile_config"] = {
             "optimizer": _keras_object("keras.optimizers", serialized),
