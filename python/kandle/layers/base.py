@@ -270,4 +270,4 @@ def _float32(w, what):
     a = np.asarray(w)
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{what}: expected an array of numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.require(a, dtype=np.float32, requirements="C")  # (ascontiguousarray would make a scalar 1-d)

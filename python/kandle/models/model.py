@@ -110,7 +110,7 @@ class Model:
             if previous is not None and previous is not core:
                 weights = previous.layer_get_weights(layer.name)
                 if weights:
-                    core.layer_set_weights(layer.name, [np.ascontiguousarray(w, dtype=np.float32) for w in weights])
+                    core.layer_set_weights(layer.name, [np.require(w, dtype=np.float32, requirements="C") for w in weights])
             layer._attach(core)
         self._core = core
 
@@ -270,7 +270,7 @@ class Model:
         start = 0
         for layer, n in zip(self._layers, counts):
             if n:
-                self._core.layer_set_weights(layer.name, [np.ascontiguousarray(w, dtype=np.float32)
+                self._core.layer_set_weights(layer.name, [np.require(w, dtype=np.float32, requirements="C")
                                                           for w in weights[start:start + n]])
             start += n
 

@@ -432,7 +432,7 @@ if _missing:  # an op of the core without its Python function
     raise ImportError(f"kandle.ops lacks functions for the core's ops: {sorted(_missing)}")
 
 _install_operators(SymbolicTensor)
-_install_operators(Variable)
+_install_operators(Variable, equality=False)  # Variables compare by identity, as lists of them need
 from kandle.layers.input_layer import KerasTensor as _KerasTensor  # noqa: E402
 
 _install_operators(_KerasTensor, equality=False)

@@ -114,6 +114,27 @@ class SymbolicTensor:
     __hash__ = object.__hash__
 
 
+_UFUNC_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply", "true_divide": "divide",
+              "divide": "divide", "power": "power", "matmul": "matmul", "maximum": "maximum", "minimum": "minimum",
+              "greater": "greater", "greater_equal": "greater_equal", "less": "less", "less_equal": "less_equal",
+              "equal": "equal", "not_equal": "not_equal"}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    """NumPy's operators on a symbolic tensor (``array * x``) record the op; any other NumPy
+    function on one raises, naming the kandle.ops function to use."""
+    from kandle import ops
+
+    if method == "__call__" and not kwargs and ufunc.__name__ in _UFUNC_OPS and len(inputs) == 2:
+        return getattr(ops, _UFUNC_OPS[ufunc.__name__])(*inputs)
+    symbolic = next(a for a in inputs if isinstance(a, (SymbolicTensor, Variable)) or hasattr(a, "_keras_history"))
+    if isinstance(symbolic, Variable) and not any(isinstance(a, SymbolicTensor) for a in inputs) and active() is None:
+        return getattr(ufunc, method)(*[np.asarray(a) if isinstance(a, Variable) else a for a in inputs], **kwargs)
+    raise TypeError(_NOT_A_VALUE.format(what=f"A NumPy call (np.{ufunc.__name__})", tensor=symbolic,
+                                        instead=f"Use kandle.ops.{ufunc.__name__} (or the kandle.ops function of "
+                                                "that name) instead."))
+
+
 def _install_operators(cls, equality=True):
     """``+ - * / ** @``, comparisons, ``-x``, ``abs`` on symbolic tensors, as ops (``==``/``!=`` too
     unless ``equality`` is off: a model's KerasTensors keep identity comparison)."""
@@ -133,7 +154,7 @@ def _install_operators(cls, equality=True):
     cls.__abs__ = lambda self: ops.abs(self)
     cls.__pos__ = lambda self: self
     cls.__hash__ = object.__hash__
-    cls.__array_ufunc__ = None  # NumPy operators defer to the reflected ones above
+    cls.__array_ufunc__ = _array_ufunc
 
 
 class Variable:
@@ -161,7 +182,7 @@ class Variable:
         """Its index in the holding layer's ``get_weights()`` (Keras's order)."""
         from kandle.layers.custom import all_variables
 
-        return all_variables(self._holder()).index(self)
+        return next(i for i, v in enumerate(all_variables(self._holder())) if v is self)
 
     def numpy(self):
         if self._holder()._model is None:

@@ -222,7 +222,7 @@ def _load_optimizer(model, weights, path):
         warnings.warn(f"'{path}': skipping the optimizer's state ({len(rest)} variables for {len(trained)} trained "
                       "weights); training restarts it", stacklevel=3)
         return
-    slots = [[np.ascontiguousarray(v, dtype=np.float32) for v in rest[i * per:(i + 1) * per]] for i in range(len(trained))]
+    slots = [[np.require(v, dtype=np.float32, requirements="C") for v in rest[i * per:(i + 1) * per]] for i in range(len(trained))]
     try:
         model._core.set_optimizer_state(slots if per else [], int(values[0]))
     except ValueError as e:
