@@ -23,51 +23,38 @@ pub enum Kind {
     Custom(u32),
 }
 
-/// Recorded loss graphs. A graph is added once per distinct record and lives as long as the process.
+/// Recorded loss graphs, by their index in [`crate::symbolic::table`].
 pub mod custom {
+    use crate::symbolic::table::{self, Recorded};
     use crate::symbolic::OpGraph;
     use crate::{Error, Result};
     use serde_json::Value;
-    use std::sync::{Arc, RwLock};
 
-    pub struct Entry {
-        pub name: &'static str,
-        pub graph: Arc<OpGraph>,
-        /// `{"class_name": "kandle>GraphLoss", "config": {"name", "graph"}}`, as compile_config keeps it.
-        pub value: Value,
-    }
-
-    static TABLE: RwLock<Vec<Entry>> = RwLock::new(Vec::new());
-
-    /// The index of this record, parsing (and checking) it the first time it is seen.
+    /// `{"class_name": "kandle>GraphLoss", "config": {"name", "reduction", "graph"}}`: its index,
+    /// checked when first seen (two inputs, per-sample or scalar float output).
     pub fn register(v: &Value) -> Result<u32> {
-        if let Some(i) = TABLE.read().unwrap_or_else(|e| e.into_inner()).iter().position(|e| &e.value == v) {
-            return Ok(i as u32);
-        }
-        let cfg = &v["config"];
-        let name = cfg["name"].as_str().unwrap_or("custom_loss");
-        let who = format!("Loss \"{name}\"");
-        let graph = OpGraph::from_json(&cfg["graph"], &who)?;
-        if graph.inputs.len() != 2 {
-            return Err(Error::Value(format!("{who}: a loss takes (y_true, y_pred); the record has {} inputs", graph.inputs.len())));
-        }
-        let out = graph.output_sym();
-        if out.kind != crate::symbolic::Kind::Float || (!out.shape.is_empty() && out.shape[0].is_some()) {
-            return Err(Error::Value(format!(
-                "{who}: a loss must return float values per sample (shape (None, ...)) or one float; it returned shape {} ({})",
-                crate::symbolic::shape::show(&out.shape),
-                out.kind.name()
-            )));
-        }
-        let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
-        table.push(Entry { name: crate::layers::custom::intern(name), graph: Arc::new(graph), value: v.clone() });
-        Ok((table.len() - 1) as u32)
+        table::register(v, |v| {
+            let cfg = &v["config"];
+            let name = cfg["name"].as_str().unwrap_or("custom_loss");
+            let who = format!("Loss \"{name}\"");
+            let graph = OpGraph::from_json(&cfg["graph"], &who)?;
+            if graph.inputs.len() != 2 {
+                return Err(Error::Value(format!("{who}: a loss takes (y_true, y_pred); the record has {} inputs", graph.inputs.len())));
+            }
+            let out = graph.output_sym();
+            if out.kind != crate::symbolic::Kind::Float || (!out.shape.is_empty() && out.shape[0].is_some()) {
+                return Err(Error::Value(format!(
+                    "{who}: a loss must return float values per sample (shape (None, ...)) or one float; it returned shape {} ({})",
+                    crate::symbolic::shape::show(&out.shape),
+                    out.kind.name()
+                )));
+            }
+            Ok(Recorded { name: crate::layers::custom::intern(name), graphs: vec![graph], state: Vec::new(), init: Vec::new(), value: v.clone() })
+        })
     }
 
-    pub fn get(i: u32) -> (&'static str, Arc<OpGraph>, Value) {
-        let table = TABLE.read().unwrap_or_else(|e| e.into_inner());
-        let e = &table[i as usize];
-        (e.name, e.graph.clone(), e.value.clone())
+    pub fn get(i: u32) -> std::sync::Arc<Recorded> {
+        table::get(i)
     }
 }
 
@@ -173,7 +160,7 @@ impl Loss {
     /// The loss as `compile_config` keeps it: its name when it has Keras's defaults.
     pub fn to_value(self) -> Value {
         if let Kind::Custom(i) = self.kind {
-            return custom::get(i).2;
+            return custom::get(i).value.clone();
         }
         if self == Loss::of(self.kind) {
             return json!(self.name());
@@ -200,14 +187,14 @@ impl Loss {
             Kind::BinaryCrossentropy => "binary_crossentropy",
             Kind::MeanSquaredError => "mean_squared_error",
             Kind::MeanAbsoluteError => "mean_absolute_error",
-            Kind::Custom(i) => custom::get(i).0,
+            Kind::Custom(i) => custom::get(i).name,
         }
     }
 
     /// The per-sample target shape a recorded loss was recorded for (None for the built-in ones).
     pub fn custom_target_shape(self) -> Option<Vec<Option<usize>>> {
         match self.kind {
-            Kind::Custom(i) => Some(custom::get(i).1.inputs[0].shape[1..].to_vec()),
+            Kind::Custom(i) => Some(custom::get(i).graphs[0].inputs[0].shape[1..].to_vec()),
             _ => None,
         }
     }
@@ -256,8 +243,8 @@ impl Loss {
             Kind::Custom(i) => {
                 // Keras reduces a loss function's values over all their elements: per sample, the
                 // mean over the non-batch axes (a scalar result is every sample's).
-                let graph = custom::get(i).1;
-                let v = graph.eval(&[y.to_dtype(probs.dtype())?, probs.clone()], &[])?;
+                let rec = custom::get(i);
+                let v = rec.graphs[0].eval(&[y.to_dtype(probs.dtype())?, probs.clone()], &[])?;
                 let n = probs.dim(0)?;
                 match v.rank() {
                     0 => v.broadcast_as(n)?,

@@ -26,6 +26,11 @@ pub enum MetricKind {
     Recall(f64),
     /// ROC AUC with Keras's thresholds and interpolation.
     Auc(usize),
+    /// A metric written in Python with `kandle.ops`, by its index in [`crate::symbolic::table`]: a
+    /// function of `(y_true, y_pred)` (its per-sample values averaged, Keras's MeanMetricWrapper), or a
+    /// `Metric` subclass whose `update_state` adds to its variables (the sums are the statistics;
+    /// `result()` is a recorded graph of the variables).
+    Graph(u32),
 }
 
 /// A compiled metric: the name it logs under and what it computes.
@@ -85,6 +90,10 @@ impl Metric {
         }
         let class = v["class_name"].as_str().unwrap_or("<missing class_name>");
         let cfg = &v["config"];
+        if class == "kandle>GraphMetric" {
+            let i = graph::register(v)?;
+            return Ok(Metric { name: crate::symbolic::table::get(i).name.to_string(), kind: MetricKind::Graph(i), source: v.clone() });
+        }
         let num = |key: &str, default: f64| cfg.get(key).and_then(Value::as_f64).unwrap_or(default);
         let threshold = |default: f64| -> Result<f64> {
             match cfg.get("thresholds").filter(|x| !x.is_null()) {
@@ -143,6 +152,7 @@ impl Metric {
         match self.kind {
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
             MetricKind::Auc(n) => 4 * n,
+            MetricKind::Graph(i) => crate::symbolic::table::get(i).init.len().max(1),
             _ => 1,
         }
     }
@@ -162,6 +172,7 @@ impl Metric {
             Ok((p.flatten_all()?.gt(t)?.to_dtype(DType::F64)?, y.flatten_all()?.ne(0.0)?.to_dtype(DType::F64)?))
         };
         Ok(match kind {
+            MetricKind::Graph(i) => graph::batch_stats(i, y, p)?,
             MetricKind::Accuracy => unreachable!("resolved above"),
             MetricKind::Equal => {
                 let y = if y.dims() == p.dims() { y.clone() } else { y.reshape(p.shape())? };
@@ -216,6 +227,7 @@ impl Metric {
     /// The metric's value from its totals over `count` samples.
     pub fn value(&self, stats: &[f64], count: f64) -> f64 {
         match self.kind {
+            MetricKind::Graph(i) => graph::value(i, stats, count),
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => divide_no_nan(stats[0], stats[1]),
             MetricKind::Auc(n) => {
                 let (tp, fp, tn, fn_) = (&stats[..n], &stats[n..2 * n], &stats[2 * n..3 * n], &stats[3 * n..]);
@@ -236,5 +248,79 @@ fn auc_threshold(i: usize, n: usize) -> f64 {
         1.0 + EPS
     } else {
         i as f64 / (n - 1) as f64
+    }
+}
+
+/// Metrics recorded in Python (`MetricKind::Graph`).
+mod graph {
+    use crate::symbolic::table::{self, Recorded};
+    use crate::symbolic::{Kind, OpGraph};
+    use crate::{Error, Result};
+    use candle_core::{DType, Device, Tensor};
+    use serde_json::Value;
+
+    /// `{"class_name": "kandle>GraphMetric", "config": {"name", "update", "result", "state", "init"}}`:
+    /// `update` maps `(y_true, y_pred)` to per-sample values (no `state`) or to the flattened
+    /// additions to the state variables; `result` maps the variables (as weights) to one float.
+    pub fn register(v: &Value) -> Result<u32> {
+        table::register(v, |v| {
+            let cfg = &v["config"];
+            let name = cfg["name"].as_str().unwrap_or("custom_metric");
+            let who = format!("Metric \"{name}\"");
+            let update = OpGraph::from_json(&cfg["update"], &who)?;
+            if update.inputs.len() != 2 || update.output_sym().kind == Kind::Bool {
+                return Err(Error::Value(format!("{who}: update must read (y_true, y_pred) and give numbers")));
+            }
+            let bad = || Error::Value(format!("{who}: bad state record"));
+            let state: Vec<Vec<usize>> = cfg["state"].as_array().map(|a| a.iter().map(|s| s.as_array().map(|d| d.iter().filter_map(Value::as_u64).map(|d| d as usize).collect()).ok_or_else(bad)).collect::<Result<Vec<_>>>()).unwrap_or_else(|| Ok(Vec::new()))?;
+            let init: Vec<f64> = cfg["init"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let mut graphs = vec![update];
+            if !state.is_empty() {
+                if init.len() != state.iter().map(|s| s.iter().product::<usize>()).sum::<usize>() {
+                    return Err(bad());
+                }
+                let result = OpGraph::from_json(&cfg["result"], &who)?;
+                if !result.output_sym().shape.is_empty() {
+                    return Err(Error::Value(format!("{who}: result() must return one number, got shape {}", crate::symbolic::shape::show(&result.output_sym().shape))));
+                }
+                graphs.push(result);
+            }
+            Ok(Recorded { name: crate::layers::custom::intern(name), graphs, state, init, value: v.clone() })
+        })
+    }
+
+    pub fn batch_stats(i: u32, y: &Tensor, p: &Tensor) -> Result<Vec<f64>> {
+        let rec = table::get(i);
+        let out = rec.graphs[0].eval(&[y.to_dtype(p.dtype())?, p.clone()], &[])?.to_dtype(DType::F64)?;
+        if rec.state.is_empty() {
+            // Per-sample values, averaged over their non-batch axes (a scalar counts for every sample).
+            let n = p.dim(0)? as f64;
+            let total = match out.rank() {
+                0 => out.to_scalar::<f64>()? * n,
+                1 => out.sum_all()?.to_scalar::<f64>()?,
+                _ => out.flatten_from(1)?.mean(1)?.sum_all()?.to_scalar::<f64>()?,
+            };
+            return Ok(vec![total]);
+        }
+        Ok(out.flatten_all()?.to_vec1::<f64>()?)
+    }
+
+    pub fn value(i: u32, stats: &[f64], count: f64) -> f64 {
+        let rec = table::get(i);
+        if rec.state.is_empty() {
+            return stats[0] / count.max(1.0);
+        }
+        let mut offset = 0;
+        let mut vars = Vec::new();
+        for shape in &rec.state {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|k| (rec.init[offset + k] + stats.get(offset + k).copied().unwrap_or(0.0)) as f32).collect();
+            offset += n;
+            match Tensor::from_vec(v, shape.as_slice(), &Device::Cpu) {
+                Ok(t) => vars.push(t),
+                Err(_) => return f64::NAN,
+            }
+        }
+        rec.graphs[1].eval(&[], &vars).and_then(|t| Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)).unwrap_or(f64::NAN)
     }
 }

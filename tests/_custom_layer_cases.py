@@ -118,10 +118,31 @@ def _cases(lib):
             e = ops.abs(y_true - y_pred)
             return ops.where(e < self.delta, 0.5 * e * e, self.delta * (e - 0.5 * self.delta))
 
+    class CategoricalTruePositives(lib.metrics.Metric):
+        """The guide's stateful metric (one-hot targets here)."""
+
+        def __init__(self, name="categorical_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+            # zeros: Keras keeps a non-zero initializer only until the first reset (kandle resets from the start)
+            self.seen = self.add_variable(shape=(3,), name="seen", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            hits = ops.cast(ops.argmax(y_true, axis=1) == ops.argmax(y_pred, axis=1), "float32")
+            self.true_positives.assign_add(ops.sum(hits))
+            self.seen.assign_add(ops.sum(y_true, axis=0))
+
+        def result(self):
+            return self.true_positives / ops.sum(self.seen) + ops.max(self.seen) * 0.001
+
+    def mean_top(y_true, y_pred):
+        """A metric function: its per-sample values averaged over the epoch."""
+        return ops.max(y_pred, axis=-1) - ops.sum(y_true * y_pred, axis=-1)
+
     def loss_function():
         inp = lib.Input(shape=(8,))
         out = layers.Dense(3, activation="softmax")(Linear(6)(inp))
-        return lib.Model(inp, out), (8,), clipped_xent
+        return lib.Model(inp, out), (8,), clipped_xent, [CategoricalTruePositives(), mean_top]
 
     def loss_subclass():
         return lib.Sequential([lib.Input(shape=(8,)), layers.Dense(6, activation="tanh"), layers.Dense(3)]), (8,), Huber()
@@ -168,7 +189,8 @@ def run(lib, names=NAMES):
     out = {}
     cases = _cases(lib)
     for i, name in enumerate(names):
-        model, shape, *loss = cases[name]()
+        model, shape, *extra = cases[name]()
+        loss, metrics = (extra + [None, None])[:2]
         rng = np.random.default_rng(100 + i)
         x = rng.normal(size=(48, *shape)).astype("float32")
         y = np.eye(3, dtype="float32")[rng.integers(0, 3, 48)]
@@ -177,9 +199,13 @@ def run(lib, names=NAMES):
         model.set_weights(weights)
         out[f"{name}/shapes"] = np.array([str([list(w.shape) for w in weights])])
         out[f"{name}/predict0"] = np.asarray(model.predict(x, verbose=0), dtype="float32")
-        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1), loss=loss[0] if loss else "categorical_crossentropy")
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1), loss=loss or "categorical_crossentropy",
+                      metrics=metrics)
         history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         out[f"{name}/loss"] = np.asarray(history.history["loss"], dtype="float64")
+        for key in sorted(history.history):
+            if key != "loss":
+                out[f"{name}/metric_{key}"] = np.asarray(history.history[key], dtype="float64")
         out[f"{name}/predict2"] = np.asarray(model.predict(x, verbose=0), dtype="float32")
         for j, w in enumerate(model.get_weights()):
             out[f"{name}/w{j}"] = np.asarray(w, dtype="float32")

@@ -248,3 +248,48 @@ def test_ops_on_keras_tensors_save_and_reload(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
     # relu, square, multiply, concatenate, add: one OpLayer each
     assert [type(l).__name__ for l in loaded.layers].count("OpLayer") == 5
+
+
+def test_scalars_stay_scalars():
+    assert ops.add(np.float32(1.0), 2.0).shape == ()
+    assert ops.multiply(3, 2).dtype == np.int64 and ops.multiply(3, 2) == 6
+    from kandle.ops._graph import _Graph
+    g = _Graph("t")
+    y = g.input((None, 3)) * 2.0
+    assert g.consts[0]["shape"] == [] and y.shape == (None, 3)
+
+
+def test_custom_metric_by_hand_and_in_fit():
+    class Hits(kandle.metrics.Metric):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.hits = self.add_variable(shape=(), name="hits")
+            self.total = self.add_variable(shape=(), name="total")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            same = ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred, axis=-1), "float32")
+            self.hits.assign_add(ops.sum(same))
+            self.total.assign_add(ops.sum(ops.ones_like(same)))
+
+        def result(self):
+            return self.hits / self.total
+
+    x, y = data(n=40)
+    m = kandle.Sequential([kandle.Input(shape=(6,)), layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["acc", Hits(name="hits")])
+    _, acc, hits = m.evaluate(x, y, verbose=0)
+    assert hits == pytest.approx(acc)
+    h = Hits()
+    p = m.predict(x, verbose=0)
+    h.update_state(y[:25], p[:25])
+    h.update_state(y[25:], p[25:])
+    assert float(h.result()) == pytest.approx(np.mean(p.argmax(1) == y.argmax(1)))
+    h.reset_state()
+    assert float(h.hits.numpy()) == 0.0
+
+    class Reads(Hits):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.hits.assign_add(self.hits + 1.0)
+
+    with pytest.raises(ValueError, match="only adds to their variables"):
+        m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[Reads()])

@@ -32,3 +32,7 @@ def test_matches_keras(results, name):
     for key in weights:
         close(results[key], GOLDEN[key])
     close(results[f"{name}/predict2"], GOLDEN[f"{name}/predict2"])
+    metrics = sorted(k for k in GOLDEN.files if k.startswith(f"{name}/metric_"))
+    assert metrics == sorted(k for k in results if k.startswith(f"{name}/metric_"))
+    for key in metrics:
+        close(results[key], GOLDEN[key])

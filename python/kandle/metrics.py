@@ -18,8 +18,16 @@ class Metric:
     _class_name = None
 
     def __init__(self, name=None, dtype=None, **config):
-        if self._class_name is None:
-            raise NotImplementedError("kandle does not implement custom Metric subclasses yet")
+        if self._class_name is None:  # a user's subclass: update_state/result in kandle.ops
+            from kandle import backend
+            if type(self).update_state is Metric.update_state or type(self).result is Metric.result:
+                raise NotImplementedError(f"{type(self).__name__}: a Metric subclass must define update_state and "
+                                          "result")
+            if config:
+                raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {sorted(config)}")
+            self.name = name or backend.snake_case(type(self).__name__)
+            self._variables, self._config = [], {"name": self.name}
+            return
         if dtype not in (None, "float32"):
             raise ValueError(f"kandle does not implement {type(self).__name__}(dtype={dtype!r}) yet")
         self._config = dict(config, name=name or self._default_name)
@@ -43,7 +51,26 @@ class Metric:
         return np.float32(self._state.result())
 
     def reset_state(self):
+        if self._class_name is None:  # Keras's default: every variable to zeros
+            for v in self._variables:
+                v._value = np.zeros(v.shape, np.float32)
+            return
         self._state.reset()
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum", name=None):
+        """A state variable of a custom metric (Keras 3's ``Metric.add_variable``)."""
+        from kandle.metrics_custom import MetricVariable
+        if aggregation not in ("sum", "mean", None):
+            raise ValueError(f"kandle does not implement metric variables with aggregation={aggregation!r} yet")
+        v = MetricVariable(self, shape, initializer, name or f"variable_{len(self._variables)}")
+        self._variables.append(v)
+        return v
+
+    add_weight = add_variable
+
+    @property
+    def variables(self):
+        return list(self._variables) if self._class_name is None else []
 
     reset_states = reset_state  # Keras 2 name
 
@@ -122,9 +149,6 @@ def identifier(metric):
     name = getattr(metric, "__name__", None)
     if callable(metric) and _FUNCTIONS.get(name) is metric:
         return name
-    if callable(metric):
-        raise ValueError(f"kandle does not implement Python-defined metrics yet (got {metric!r}): use a metric by "
-                         "its Keras name or a kandle.metrics class")
     raise ValueError(f"Could not interpret metric identifier: {metric!r}")
 
 

@@ -9,6 +9,7 @@ pub mod einsum;
 pub mod nn;
 pub mod ops;
 pub mod shape;
+pub mod table;
 #[cfg(test)]
 mod tests;
 

@@ -369,12 +369,15 @@ class Model:
             if value is not None:
                 raise ValueError(f"compile: `{key}` is not supported yet")
         opt = optimizers.get(optimizer)
-        metric_names = [metrics_module.identifier(m) for m in metrics or []]
+        # Python metrics, like a Python loss, are recorded once the output shape is known.
+        from kandle.metrics_custom import is_python_metric
+        self._metric_objects = list(metrics or [])
+        metric_names = [None if is_python_metric(m) else metrics_module.identifier(m) for m in metrics or []]
         # A Python loss is recorded when the output shape is known (_apply_compile).
         loss_name = None if losses.is_python_loss(loss) else losses.name_of(loss)
         # Check names now, even before the model is built, as Keras does.
         probe = _kandle.ModelCore("probe", [1])
-        probe.compile(json.dumps(opt._serialize()), loss_name or "mse", metric_names)
+        probe.compile(json.dumps(opt._serialize()), loss_name or "mse", [m for m in metric_names if m is not None])
         self._compiled = (opt, loss_name, metric_names)
         self.optimizer, self.loss = opt, loss
         if self._core is not None:
@@ -384,6 +387,10 @@ class Model:
         opt, loss_name, metric_names = self._compiled
         if loss_name is None:
             loss_name = losses.record(self.loss, self._core.output_shape())
+        if None in metric_names:
+            from kandle.metrics_custom import record
+            metric_names = [record(obj, self._core.output_shape()) if spec is None else spec
+                            for spec, obj in zip(metric_names, self._metric_objects)]
         self._core.compile(json.dumps(opt._serialize()), loss_name, metric_names)
         opt._bind(self._core)
 

@@ -25,14 +25,14 @@ def _is_symbolic(a):
 def _array(a):
     """An eager argument as the float32 / int64 / bool array the core takes."""
     if isinstance(a, Variable):
-        return np.ascontiguousarray(a.numpy(), dtype=np.float32)
+        return np.require(a.numpy(), dtype=np.float32, requirements="C")
     arr = np.asarray(a)
     if arr.dtype.kind == "b":
-        return np.ascontiguousarray(arr, dtype=np.bool_)
+        return np.require(arr, dtype=np.bool_, requirements="C")
     if arr.dtype.kind in "iu":
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return np.require(arr, dtype=np.int64, requirements="C")
     if arr.dtype.kind == "f":
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return np.require(arr, dtype=np.float32, requirements="C")
     raise TypeError(f"kandle.ops cannot compute on {type(a).__name__} of dtype {arr.dtype}")
 
 
@@ -50,8 +50,10 @@ def _apply(op, args, attrs=None):
     if len(graphs) > 1:
         raise ValueError(f"ops.{op}: its arguments come from two different recordings (tensors of one layer's "
                          "call used in another's)")
-    if graph is None and any(isinstance(a, Variable) for a in args):
+    from kandle.metrics_custom import MetricVariable, as_op_argument
+    if graph is None and any(isinstance(a, (Variable, MetricVariable)) for a in args):
         graph = active()
+    args = [as_op_argument(a, graph) if isinstance(a, MetricVariable) else a for a in args]
     if graph is not None:
         sym = []
         for a in args:
@@ -436,6 +438,9 @@ _install_operators(Variable, equality=False)  # Variables compare by identity, a
 from kandle.layers.input_layer import KerasTensor as _KerasTensor  # noqa: E402
 
 _install_operators(_KerasTensor, equality=False)
+from kandle.metrics_custom import MetricVariable as _MetricVariable  # noqa: E402
+
+_install_operators(_MetricVariable, equality=False)
 
 
 def __getattr__(name):

@@ -88,7 +88,9 @@ def keras_config(model):
         out["compile_config"] = {
             "optimizer": _keras_object("keras.optimizers", serialized),
             "loss": _identifier("keras.losses", loss), "loss_weights": None,
-            "metrics": [_identifier("keras.metrics", m) for m in metrics] or None,
+            "metrics": [_identifier("keras.metrics", m) if m is not None else
+                        getattr(obj, "name", None) or getattr(obj, "__name__", "custom_metric")
+                        for m, obj in zip(metrics, getattr(model, "_metric_objects", None) or metrics)] or None,
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     return out
 
