@@ -293,3 +293,22 @@ def test_custom_metric_by_hand_and_in_fit():
 
     with pytest.raises(ValueError, match="only adds to their variables"):
         m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[Reads()])
+
+
+def test_lambda_layer_trains_saves_and_reloads_without_its_function(tmp_path):
+    m = kandle.Sequential([kandle.Input(shape=(6,)), layers.Dense(4),
+                           layers.Lambda(lambda t: ops.tanh(t) * 2.0 + ops.mean(t, axis=-1, keepdims=True)),
+                           layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = data()
+    m.fit(x, y, epochs=1, verbose=0)
+    h = x @ m.layers[0].get_weights()[0] + m.layers[0].get_weights()[1]
+    h = np.tanh(h) * 2.0 + h.mean(-1, keepdims=True)
+    w, b = m.layers[2].get_weights()
+    logits = h @ w + b
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(m.predict(x, verbose=0), expected / expected.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
+    m.save(tmp_path / "lam.kandle")
+    loaded = kandle.models.load_model(tmp_path / "lam.kandle")
+    assert type(loaded.layers[1]).__name__ == "Lambda"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)

@@ -17,6 +17,7 @@ from kandle.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePoo
 from kandle.layers.preprocessing import CenterCrop, RandomContrast, RandomFlip, Rescaling
 from kandle.layers.regularization import Dropout
 from kandle.layers.reshaping import Flatten, ZeroPadding2D
+from kandle.layers.op_layer import Lambda  # noqa: E402 - a custom layer: needs Layer and the ops
 
 # Keras 2 called the first element of a Sequential an InputSpec; kept for old code.
 InputSpec = KerasTensor
@@ -39,7 +40,7 @@ def deserialize(config, custom_objects=None):
     """Builds a layer from ``{"class_name": ..., "config": {...}}``: a kandle layer, an op of a model
     (``OpLayer``), or a user's class found through ``custom_objects``, a ``custom_object_scope`` or
     ``register_keras_serializable``; anything else is an error."""
-    from kandle.layers.op_layer import OpLayer
+    from kandle.layers.op_layer import Lambda, OpLayer
     from kandle.saving.object_registration import get_registered_object
 
     name = config.get("class_name")
@@ -47,6 +48,8 @@ def deserialize(config, custom_objects=None):
         return InputLayer.from_config(config.get("config", {}))
     if name == "OpLayer":
         return OpLayer.from_config(config.get("config", {}))
+    if name == "Lambda":
+        return Lambda.from_config(config.get("config", {}))
     if name not in _BY_NAME:
         cls = get_registered_object(name, custom_objects, config.get("registered_name"))
         if cls is not None:

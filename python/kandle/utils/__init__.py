@@ -6,6 +6,9 @@ from kandle.utils.np_utils import normalize, to_categorical
 from kandle.utils.py_dataset import PyDataset, Sequence
 from kandle.utils.image_dataset import image_dataset_from_directory
 from kandle.preprocessing.image import array_to_img, img_to_array, load_img, save_img
+from kandle.saving.object_registration import (CustomObjectScope, custom_object_scope, get_custom_objects,
+                                               get_registered_name, get_registered_object,
+                                               register_keras_serializable)
 
 
 def set_random_seed(seed):
