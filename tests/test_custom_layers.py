@@ -178,6 +178,23 @@ class BadShapes(layers.Layer):
         return ops.matmul(x, np.ones((5, 2), np.float32))
 
 
+class ComputeSum(layers.Layer):
+    """The guide's stateful layer: it updates a weight in call()."""
+
+    def build(self, input_shape):
+        self.total = self.add_weight(shape=(input_shape[-1],), initializer="zeros", trainable=False, name="total")
+
+    def call(self, x):
+        self.total.assign_add(ops.sum(x, axis=0))
+        return x
+
+
+class AddsLoss(layers.Layer):
+    def call(self, x):
+        self.add_loss(ops.sum(x))
+        return x
+
+
 class LosesBatch(layers.Layer):
     def call(self, x):
         return ops.mean(x, axis=0)
@@ -189,6 +206,8 @@ class LosesBatch(layers.Layer):
     (BuiltinInside, NotImplementedError, r"built-in layers inside custom layers"),
     (BadShapes, ValueError, r"Layer \"bad_shapes.*ops\.matmul.*\(None, 6\).*\(5, 2\)"),
     (LosesBatch, ValueError, r"first axis is the batch axis"),
+    (ComputeSum, NotImplementedError, r"assign_add\(\) inside a layer's call\(\)"),
+    (AddsLoss, NotImplementedError, r"add_loss"),
 ])
 def test_calls_kandle_cannot_record_say_why(cls, error, pattern):
     with pytest.raises(error, match=pattern):

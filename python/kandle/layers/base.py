@@ -126,6 +126,14 @@ class Layer:
         return custom.add_weight(self, shape, initializer, dtype, trainable, autocast, regularizer, constraint,
                                  aggregation, overwrite_with_gradient, name)
 
+    def add_loss(self, loss):
+        raise NotImplementedError(f"Layer \"{self.name}\": kandle does not implement add_loss yet (losses added by "
+                                  "layers); compute the term in a loss function passed to compile()")
+
+    @property
+    def losses(self):
+        return []
+
     # -- link to the compiled model ---------------------------------------------------------
     def _attach(self, core):
         self._model = core

@@ -193,7 +193,14 @@ class Variable:
     def value(self):
         return self.numpy()
 
+    def _refuse_in_call(self, what, value):
+        if active() is not None or isinstance(value, SymbolicTensor):
+            raise NotImplementedError(f"Variable \"{self.path}\": kandle does not implement {what} inside a layer's "
+                                      "call() yet (a layer's state updated by its forward pass); return the value "
+                                      "instead, or keep such state in a Metric")
+
     def assign(self, value):
+        self._refuse_in_call("assign()", value)
         holder = self._holder()
         weights = holder.get_weights()
         weights[self._position()] = np.asarray(value, dtype=np.float32).reshape(self.shape)
@@ -201,9 +208,11 @@ class Variable:
         return self
 
     def assign_add(self, value):
+        self._refuse_in_call("assign_add()", value)
         return self.assign(self.numpy() + np.asarray(value, dtype=np.float32))
 
     def assign_sub(self, value):
+        self._refuse_in_call("assign_sub()", value)
         return self.assign(self.numpy() - np.asarray(value, dtype=np.float32))
 
     def __array__(self, dtype=None, copy=None):
