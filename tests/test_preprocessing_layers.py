@@ -31,6 +31,38 @@ def test_matches_keras(golden, name):
     np.testing.assert_allclose(apply(layer, golden["x"]), golden[name], rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["norm_channels", "norm_rows_cols", "norm_all", "norm_given", "norm_invert"])
+def test_normalization_matches_keras(golden, name):
+    spec = json.loads(str(golden["configs"]))[name]
+    layer = layers.Normalization(**spec["config"])
+    if spec["adapt"]:
+        layer.adapt(golden["x"])  # before the layer is in a model, as keras.io does
+    out = apply(layer, golden["x"])
+    np.testing.assert_allclose(out, golden[name], rtol=1e-5, atol=1e-5)
+    if spec["adapt"]:
+        mine = np.concatenate([np.ravel(w).astype("float64") for w in layer.get_weights()])
+        np.testing.assert_allclose(mine, golden[name + "_weights"], rtol=1e-5)
+
+
+def test_normalization_adapted_in_a_model_trains_saves_and_reloads(tmp_path):
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(64, 4)) * [1, 10, 100, 1000] + [0, 5, -50, 500]).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
+    norm = layers.Normalization()
+    model = models.Sequential([layers.Input((4,)), norm, layers.Dense(2, activation="softmax")])
+    norm.adapt(x)  # after it is in the model
+    np.testing.assert_allclose(model.layers[0].get_weights()[0], x.mean(0), rtol=1e-5)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_allclose(norm.get_weights()[1], x.var(0), rtol=1e-5)  # not trained
+    model.save(tmp_path / "n.kandle")
+    loaded = models.load_model(tmp_path / "n.kandle")
+    assert type(loaded.layers[0]).__name__ == "Normalization"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="both must be set"):
+        layers.Normalization(mean=[0.0])
+
+
 def test_random_flip_flips_half_of_the_images_while_training_only():
     rng = np.random.default_rng(0)
     x = rng.random((512, 3, 4, 1), dtype=np.float32)

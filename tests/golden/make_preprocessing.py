@@ -1,5 +1,5 @@
 """Golden outputs of Keras 3's preprocessing layers kandle has (Rescaling, CenterCrop, RandomFlip at
-inference): writes tests/golden/preprocessing.npz. Run with the Keras venv of make_golden.py:
+inference, Normalization adapted or given its statistics): writes tests/golden/preprocessing.npz. Run with the Keras venv of make_golden.py:
 
     /work/kerasenv/bin/python tests/golden/make_preprocessing.py
 """
@@ -31,6 +31,26 @@ for name, (cls, kwargs) in CASES.items():
     layer = getattr(keras.layers, cls)(**kwargs)
     out[name] = np.asarray(layer(x, training=False))
     configs[name] = {"class_name": cls, "config": {k: v for k, v in layer.get_config().items() if k in kwargs}}
+# Normalization: adapted on x (per channel, over rows and columns kept, over everything), or given
+# its statistics (invert too). Each case: (kwargs, adapt?)
+NORM = {
+    "norm_channels": ({"axis": -1}, True),
+    "norm_rows_cols": ({"axis": (1, 2)}, True),
+    "norm_all": ({"axis": None}, True),
+    "norm_given": ({"axis": -1, "mean": [100.0, 20.0], "variance": [400.0, 9.0]}, False),
+    "norm_invert": ({"axis": -1, "mean": [1.0, -2.0], "variance": [4.0, 0.25], "invert": True}, False),
+}
+for name, (kwargs, adapt) in NORM.items():
+    layer = keras.layers.Normalization(**kwargs)
+    if adapt:
+        layer.adapt(x)
+    else:
+        layer.build(x.shape)
+    out[name] = np.asarray(layer(x))
+    if adapt:
+        out[name + "_weights"] = np.concatenate([np.ravel(w).astype("float64") for w in layer.get_weights()])
+    configs[name] = {"class_name": "Normalization", "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                                                for k, v in kwargs.items()}, "adapt": adapt}
 out["configs"] = np.array(json.dumps(configs))
 out["meta"] = np.array(json.dumps({"keras": keras.__version__, "numpy": np.__version__}))
 np.savez(os.path.join(HERE, "preprocessing.npz"), **out)

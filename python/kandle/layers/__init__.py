@@ -14,7 +14,7 @@ from kandle.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, 
 from kandle.layers.normalization import BatchNormalization
 from kandle.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                    GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from kandle.layers.preprocessing import CenterCrop, RandomContrast, RandomFlip, Rescaling
+from kandle.layers.preprocessing import CenterCrop, Normalization, RandomContrast, RandomFlip, Rescaling
 from kandle.layers.regularization import Dropout
 from kandle.layers.reshaping import Flatten, ZeroPadding2D
 from kandle.layers.op_layer import Lambda  # noqa: E402 - a custom layer: needs Layer and the ops
@@ -36,11 +36,14 @@ if _missing:  # a registry entry without its Python class, or the other way roun
     raise ImportError(f"kandle.layers and the core's layer registry disagree on: {sorted(_missing)}")
 
 
+_PYTHON_LAYERS = {"Lambda": Lambda, "Normalization": Normalization}
+
+
 def deserialize(config, custom_objects=None):
     """Builds a layer from ``{"class_name": ..., "config": {...}}``: a kandle layer, an op of a model
     (``OpLayer``), or a user's class found through ``custom_objects``, a ``custom_object_scope`` or
     ``register_keras_serializable``; anything else is an error."""
-    from kandle.layers.op_layer import Lambda, OpLayer
+    from kandle.layers.op_layer import OpLayer
     from kandle.saving.object_registration import get_registered_object
 
     name = config.get("class_name")
@@ -48,8 +51,8 @@ def deserialize(config, custom_objects=None):
         return InputLayer.from_config(config.get("config", {}))
     if name == "OpLayer":
         return OpLayer.from_config(config.get("config", {}))
-    if name == "Lambda":
-        return Lambda.from_config(config.get("config", {}))
+    if name in _PYTHON_LAYERS:  # kandle's layers written with kandle.ops (custom layers of kandle's own)
+        return _PYTHON_LAYERS[name].from_config(config.get("config", {}))
     if name not in _BY_NAME:
         cls = get_registered_object(name, custom_objects, config.get("registered_name"))
         if cls is not None:
