@@ -331,3 +331,10 @@ def test_lambda_layer_trains_saves_and_reloads_without_its_function(tmp_path):
     loaded = kandle.models.load_model(tmp_path / "lam.kandle")
     assert type(loaded.layers[1]).__name__ == "Lambda"
     np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_keras_file_export_refuses_recorded_layers(tmp_path):
+    m = model_with(Linear(4))
+    with pytest.raises(ValueError, match="does not write layers recorded from kandle.ops"):
+        m.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

@@ -59,6 +59,14 @@ def _identifier(module, value):
 
 def keras_config(model):
     """The ``config.json`` object Keras 3 would write for `model` (with its compile configuration)."""
+    from kandle.layers import custom
+
+    written = [layer for layer in model.layers if custom.is_custom(layer)]
+    if written:
+        names = ", ".join(f'"{layer.name}" ({layer._class_name})' for layer in written)
+        raise ValueError(f"kandle does not write layers recorded from kandle.ops (custom layers, Lambda, Normalization, "
+                         f"ops between layers) to .keras files yet: {names}. Save with kandle's format instead "
+                         "(model.save('model.kandle')), which keeps them.")
     core = model._core
     info = {name: core.layer_info(name) for name in core.layer_names()}
     config = model.get_config()
