@@ -51,6 +51,12 @@ for name, (kwargs, adapt) in NORM.items():
         out[name + "_weights"] = np.concatenate([np.ravel(w).astype("float64") for w in layer.get_weights()])
     configs[name] = {"class_name": "Normalization", "config": {k: (list(v) if isinstance(v, tuple) else v)
                                                                 for k, v in kwargs.items()}, "adapt": adapt}
+# Resizing: down and up, both interpolations.
+for name, kwargs in {"resize_down": {"height": 4, "width": 5}, "resize_up": {"height": 9, "width": 13},
+                     "resize_nearest_down": {"height": 3, "width": 5, "interpolation": "nearest"},
+                     "resize_nearest_up": {"height": 10, "width": 11, "interpolation": "nearest"}}.items():
+    out[name] = np.asarray(keras.layers.Resizing(**kwargs)(x))
+    configs[name] = {"class_name": "Resizing", "config": kwargs}
 out["configs"] = np.array(json.dumps(configs))
 out["meta"] = np.array(json.dumps({"keras": keras.__version__, "numpy": np.__version__}))
 np.savez(os.path.join(HERE, "preprocessing.npz"), **out)

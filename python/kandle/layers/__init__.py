@@ -14,7 +14,8 @@ from kandle.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, 
 from kandle.layers.normalization import BatchNormalization
 from kandle.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                    GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from kandle.layers.preprocessing import CenterCrop, Normalization, RandomContrast, RandomFlip, Rescaling
+from kandle.layers.preprocessing import (CenterCrop, Normalization, RandomContrast, RandomFlip, Rescaling,
+                                         Resizing)
 from kandle.layers.regularization import Dropout
 from kandle.layers.reshaping import Flatten, ZeroPadding2D
 from kandle.layers.op_layer import Lambda  # noqa: E402 - a custom layer: needs Layer and the ops
@@ -36,7 +37,7 @@ if _missing:  # a registry entry without its Python class, or the other way roun
     raise ImportError(f"kandle.layers and the core's layer registry disagree on: {sorted(_missing)}")
 
 
-_PYTHON_LAYERS = {"Lambda": Lambda, "Normalization": Normalization}
+_PYTHON_LAYERS = {"Lambda": Lambda, "Normalization": Normalization, "Resizing": Resizing}
 
 
 def deserialize(config, custom_objects=None):

@@ -140,3 +140,63 @@ class Normalization(Layer):
                        "mean": None if self.input_mean is None else np.asarray(self.input_mean).tolist(),
                        "variance": None if self.input_variance is None else np.asarray(self.input_variance).tolist()})
         return config
+
+
+def _resize_matrix(n_in, n_out, interpolation):
+    """``(n_out, n_in)`` weights of TensorFlow's resize along one axis (half-pixel centres, no
+    antialiasing), so that resizing is two matrix products."""
+    m = np.zeros((n_out, n_in), np.float64)
+    scale = n_in / n_out
+    for o in range(n_out):
+        if interpolation == "nearest":
+            m[o, min(int(np.floor((o + 0.5) * scale)), n_in - 1)] = 1.0
+            continue
+        src = (o + 0.5) * scale - 0.5
+        f = np.floor(src)
+        lerp = src - f
+        lo, hi = int(np.clip(f, 0, n_in - 1)), int(np.clip(f + 1, 0, n_in - 1))
+        m[o, lo] += 1.0 - lerp
+        m[o, hi] += lerp
+    return m.astype(np.float32)
+
+
+class Resizing(Layer):
+    """Keras 3's ``Resizing(height, width, interpolation='bilinear')`` ('bilinear' or 'nearest', as
+    TensorFlow resizes: half-pixel centres, no antialiasing): two interpolation matrices applied with
+    ``ops.einsum``, so it runs on the GEMM and passes gradients."""
+
+    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False, pad_to_aspect_ratio=False,
+                 fill_mode="constant", fill_value=0.0, antialias=False, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self._class_name = "Resizing"
+        for what, value in (("height", height), ("width", width)):
+            if not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"Resizing: `{what}` must be a positive integer, got {value!r}")
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"kandle does not implement Resizing(interpolation={interpolation!r}) yet "
+                             "('bilinear' and 'nearest')")
+        for what, value in (("crop_to_aspect_ratio", crop_to_aspect_ratio), ("pad_to_aspect_ratio", pad_to_aspect_ratio),
+                            ("antialias", antialias)):
+            if value:
+                raise ValueError(f"kandle does not implement Resizing({what}=True) yet")
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"kandle does not implement Resizing(data_format={data_format!r}) yet")
+        self.height, self.width, self.interpolation = int(height), int(width), interpolation
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Resizing expects images of shape (batch, height, width, channels), got {input_shape}")
+        self._rows = _resize_matrix(input_shape[1], self.height, self.interpolation)
+        self._cols = _resize_matrix(input_shape[2], self.width, self.interpolation)
+
+    def call(self, inputs):
+        from kandle import ops
+
+        y = ops.einsum("oh,bhwc->bowc", self._rows, inputs)
+        return ops.einsum("pw,bowc->bopc", self._cols, y)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"height": self.height, "width": self.width, "interpolation": self.interpolation,
+                       "crop_to_aspect_ratio": False, "pad_to_aspect_ratio": False, "antialias": False})
+        return config
