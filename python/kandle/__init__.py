@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations", "applications", "backend", "callbacks", "config", "datasets", "distribution", "initializers", "layers",
-    "losses", "metrics", "models", "optimizers", "preprocessing", "saving", "utils",
+    "losses", "metrics", "models", "ops", "optimizers", "preprocessing", "saving", "utils",
 }
 
 

@@ -121,9 +121,22 @@ fn tune_malloc() {
     }
 }
 
+/// candle 0.11 splits element-wise ops of 64K elements or more over a pool of its own, whose workers
+/// spin at a barrier beside kandle's rayon kernels: measured on the antirectifier MLP's training step
+/// (whose custom layers run on candle's ops), medians of alternating fresh processes 29-31 ms with it,
+/// 16-22 ms without; the tutorial CNN and the dense net unchanged (three alternating pairs each, with
+/// the tutorial run beside them). So that pool gets one thread unless the user set `CANDLE_NUM_THREADS`.
+fn tune_candle_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // At import, before any computation has started candle's pool.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 #[pymodule]
 fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tune_malloc();
+    tune_candle_pool();
     m.add_class::<model::ModelCore>()?;
     m.add_function(wrap_pyfunction!(validate_layer, m)?)?;
     m.add_function(wrap_pyfunction!(validate_optimizer, m)?)?;
