@@ -44,6 +44,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench.py's models
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 100
 SETTLE_SECONDS = 0.5  # let the previous contender's thread pools go idle before the next one runs
@@ -94,25 +95,18 @@ def custom_layer_classes(lib):
 
 
 def tutorial_cnn(lib, custom_head):
+    """bench.py's tutorial CNN, its hidden Dense(500, relu) written as CustomDense when ``custom_head``."""
+    import bench
+
     L = lib.layers
     CustomDense, _ = custom_layer_classes(lib)
-    hidden = CustomDense(500) if custom_head else L.Dense(500, activation="relu")
-    model = lib.models.Sequential([
-        L.Input(IMAGE_SHAPE),
-        L.Conv2D(32, (3, 3), activation="relu"),
-        L.Conv2D(64, (3, 3), activation="relu"),
-        L.MaxPooling2D((2, 2)),
-        L.Conv2D(128, (3, 3), activation="relu"),
-        L.Conv2D(256, (3, 3), activation="relu"),
-        L.Conv2D(512, (3, 3), activation="relu"),
-        L.MaxPooling2D((2, 2)),
-        L.Conv2D(1024, (3, 3), activation="relu"),
-        L.MaxPooling2D((2, 2)),
-        L.Flatten(),
-        hidden,
-        L.Dropout(0.5),
-        L.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    body = []
+    for cls, args, kwargs in bench.TUTORIAL_CNN:
+        if custom_head and cls == "Dense" and args == (500,):
+            body.append(CustomDense(500))
+        else:
+            body.append(getattr(L, cls)(*args, **kwargs))
+    model = lib.models.Sequential([L.Input(IMAGE_SHAPE), *body])
     model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.01), loss="categorical_crossentropy")
     return model
 
