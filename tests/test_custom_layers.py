@@ -338,3 +338,28 @@ def test_keras_file_export_refuses_recorded_layers(tmp_path):
     with pytest.raises(ValueError, match="does not write layers recorded from kandle.ops"):
         m.save(tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_the_guides_eager_calls_then_a_model_keeps_the_weights():
+    class GuideLinear(layers.Layer):
+        """The subclassing guide's first Linear: weights made in __init__."""
+
+        def __init__(self, units=32, input_dim=32):
+            super().__init__()
+            self.w = self.add_weight(shape=(input_dim, units), initializer="random_normal", trainable=True)
+            self.b = self.add_weight(shape=(units,), initializer="zeros", trainable=True)
+
+        def call(self, inputs):
+            return ops.matmul(inputs, self.w) + self.b
+
+    x = ops.ones((2, 2))
+    linear = GuideLinear(4, 2)
+    y = linear(x)
+    assert y.shape == (2, 4) and y.dtype == np.float32
+    np.testing.assert_allclose(y, np.ones((2, 2)) @ linear.w.numpy() + linear.b.numpy(), rtol=1e-6)
+    linear.b.assign(np.full(4, 0.5))
+    w_before = linear.w.numpy()
+    m = kandle.Sequential([kandle.Input(shape=(2,)), linear])
+    np.testing.assert_array_equal(linear.w.numpy(), w_before)  # the model took the eager weights
+    np.testing.assert_allclose(m.predict(np.ones((3, 2), np.float32), verbose=0),
+                               np.ones((3, 2)) @ w_before + 0.5, rtol=1e-6)

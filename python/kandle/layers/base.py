@@ -90,6 +90,8 @@ class Layer:
                     "does not implement built-in layers inside custom layers yet. Write it with kandle.ops (a Dense is "
                     "ops.matmul(x, kernel) + bias), or call it in a functional or subclassed Model instead.")
             return custom.call_inline(self, inputs, training)
+        if custom.is_custom(self) and tensors and not any(isinstance(t, (KerasTensor, SymbolicTensor)) for t in tensors):
+            return custom.call_eager(self, inputs, training)
         if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(
                 f"Layer \"{self.name}\" was called on {type(inputs).__name__}: kandle does not implement calling "
@@ -137,6 +139,8 @@ class Layer:
     # -- link to the compiled model ---------------------------------------------------------
     def _attach(self, core):
         self._model = core
+        if custom.is_custom(self):
+            custom.adopt_standalone_values(self)
 
     @property
     def built(self):

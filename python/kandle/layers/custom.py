@@ -197,3 +197,26 @@ def call_inline(layer, inputs, training=None):
         training = getattr(graph, "training", None)
     out = _run_call(layer, inputs, training)
     return graph.weight(out) if isinstance(out, Variable) else out
+
+
+def call_eager(layer, inputs, training=None):
+    """A custom layer called on arrays (Keras's eager call): built for their shape, its ``call`` run
+    with kandle.ops computing at once; its weights are the layer's own until it joins a model."""
+    import numpy as np
+
+    arrays = [np.asarray(t, dtype=np.float32) for t in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    ensure_built(layer, [a.shape for a in arrays])
+    kwargs = {"training": bool(training)} if _takes_training(layer) else {}
+    out = layer.call(arrays if isinstance(inputs, (list, tuple)) else arrays[0], **kwargs)
+    return np.asarray(out, dtype=np.float32)
+
+
+def adopt_standalone_values(layer):
+    """A layer that computed eagerly before joining a model brings those weights into it."""
+    variables = all_variables(layer)
+    if variables and any(v._standalone is not None for v in variables):
+        current = layer._model.layer_get_weights(layer.name)
+        layer._model.layer_set_weights(layer.name, [
+            (v._standalone if v._standalone is not None else w).astype("float32") for v, w in zip(variables, current)])
+        for v in variables:
+            v._standalone = None

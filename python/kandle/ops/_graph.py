@@ -170,6 +170,8 @@ class Variable:
         self.path = f"{layer.name}/{name}"
         # The layer whose recorded graph holds this weight (an outer layer for a nested one).
         self._owner = None
+        # Its value while the layer is in no model (drawn from the initializer when first read).
+        self._standalone = None
 
     @property
     def ndim(self):
@@ -186,8 +188,11 @@ class Variable:
 
     def numpy(self):
         if self._holder()._model is None:
-            raise ValueError(f"Variable \"{self.path}\" has no value yet: the layer is not built in a model. Add it to "
-                             "a model (or call the model on data) first.")
+            if self._standalone is None:
+                spec = json.dumps(self.initializer)
+                sample = _kandle.initializer_sample(spec, list(self.shape) or [1])[1]
+                self._standalone = np.asarray(sample, dtype=np.float32).reshape(self.shape)
+            return self._standalone.copy()
         return np.array(self._holder().get_weights()[self._position()])
 
     def value(self):
@@ -202,6 +207,9 @@ class Variable:
     def assign(self, value):
         self._refuse_in_call("assign()", value)
         holder = self._holder()
+        if holder._model is None:
+            self._standalone = np.asarray(value, dtype=np.float32).reshape(self.shape).copy()
+            return self
         weights = holder.get_weights()
         weights[self._position()] = np.asarray(value, dtype=np.float32).reshape(self.shape)
         holder.set_weights(weights)
