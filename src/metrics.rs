@@ -291,7 +291,20 @@ mod graph {
 
     pub fn batch_stats(i: u32, y: &Tensor, p: &Tensor) -> Result<Vec<f64>> {
         let rec = table::get(i);
-        let out = rec.graphs[0].eval(&[y.to_dtype(p.dtype())?, p.clone()], &[])?.to_dtype(DType::F64)?;
+        // The targets in the shape the metric was recorded for: class indices come as (n,) or (n, 1).
+        let n = p.dim(0)?;
+        let mut want = vec![n];
+        want.extend(rec.graphs[0].inputs[0].shape[1..].iter().map(|d| d.unwrap_or(1)));
+        if want.iter().product::<usize>() != y.elem_count() {
+            return Err(Error::Value(format!(
+                "Metric \"{}\" was recorded for targets of shape {}, but received targets of shape {:?}",
+                rec.name,
+                crate::symbolic::shape::show(&rec.graphs[0].inputs[0].shape),
+                y.dims()
+            )));
+        }
+        let y = y.reshape(want)?.to_dtype(p.dtype())?;
+        let out = rec.graphs[0].eval(&[y, p.clone()], &[])?.to_dtype(DType::F64)?;
         if rec.state.is_empty() {
             // Per-sample values, averaged over their non-batch axes (a scalar counts for every sample).
             let n = p.dim(0)? as f64;

@@ -198,6 +198,14 @@ def name_of(identifier):
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
 
 
+def is_sparse(identifier):
+    """Whether a loss takes class indices as targets (sparse categorical cross-entropy)."""
+    if isinstance(identifier, SparseCategoricalCrossentropy):
+        return True
+    name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
+    return name in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
+
+
 def is_python_loss(identifier):
     """A loss written in Python (a function of ``(y_true, y_pred)`` or a ``Loss`` subclass with ``call``)."""
     if isinstance(identifier, Loss):

@@ -192,6 +192,8 @@ class Layer:
         return self._info()[4]
 
     def get_weights(self):
+        if self._model is None and custom.is_custom(self):  # a custom layer on its own (eager calls)
+            return [v.numpy() for v in custom.all_variables(self)]
         return [] if self._model is None else self._model.layer_get_weights(self.name)
 
     def set_weights(self, weights):
@@ -219,11 +221,11 @@ class Layer:
     def _split(self):
         """``(trainable, non-trainable)`` variables: all non-trainable once the layer is frozen."""
         weights = self.get_weights()
-        if self._model is None:
-            return [], []
         if custom.is_custom(self):
             flags = [v.trainable and self.trainable for v in custom.all_variables(self)]
             return ([w for w, t in zip(weights, flags) if t], [w for w, t in zip(weights, flags) if not t])
+        if self._model is None:
+            return [], []
         n_trainable, _ = self._model.layer_weight_counts(self.name)
         if not self.trainable:
             return [], weights

@@ -389,7 +389,11 @@ class Model:
             loss_name = losses.record(self.loss, self._core.output_shape())
         if None in metric_names:
             from kandle.metrics_custom import record
-            metric_names = [record(obj, self._core.output_shape()) if spec is None else spec
+            # A Python metric sees the targets as given: class indices (None, 1) beside a sparse loss
+            # (the core hands it (n,) or (n, 1) labels in that shape), else shaped like the output.
+            output = self._core.output_shape()
+            target = [1] if losses.is_sparse(self.loss) else output
+            metric_names = [record(obj, output, target) if spec is None else spec
                             for spec, obj in zip(metric_names, self._metric_objects)]
         self._core.compile(json.dumps(opt._serialize()), loss_name, metric_names)
         opt._bind(self._core)

@@ -75,8 +75,16 @@ class Sequential(Model):
     def built(self):
         return self._core is not None
 
-    def pop(self):
-        raise NotImplementedError("kandle does not implement Sequential.pop() yet")
+    def pop(self, rebuild=True):
+        """Removes the last layer (Keras 3): the model is rebuilt from the others, which keep their
+        weights; its compile configuration stays (the optimizer starts anew)."""
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers.pop()
+        old, self._core = self._core, None
+        if old is not None and rebuild and (self._layers or self._input_shape is not None):
+            self._ensure_core()
+        return layer
 
     # -- configuration ----------------------------------------------------------------------
     def get_config(self):
