@@ -6,6 +6,8 @@
 //! (checked against finite differences op by op in `tests.rs`).
 
 pub mod einsum;
+mod forward;
+mod rules;
 pub mod nn;
 pub mod ops;
 pub mod shape;

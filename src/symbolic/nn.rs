@@ -89,7 +89,7 @@ pub fn conv_shape(op: &str, attrs: &Value, a: &[Sym]) -> Result<Sym> {
 }
 
 pub fn conv(attrs: &Value, x: &Tensor, k: &Tensor) -> Result<Tensor> {
-    let (x, k) = (super::ops::to_float(x)?, super::ops::to_float(k)?);
+    let (x, k) = (super::forward::to_float(x)?, super::forward::to_float(k)?);
     let (s, d, same) = (pair("conv", attrs, "strides", Some((1, 1)))?, pair("conv", attrs, "dilation_rate", Some((1, 1)))?, padding("conv", attrs)?);
     let (kh, kw) = (k.dim(0)?, k.dim(1)?);
     let (_, bh, ah) = window(x.dim(1)?, kh, s.0, d.0, same);
@@ -122,7 +122,7 @@ pub fn pool_shape(op: &str, attrs: &Value, a: &[Sym]) -> Result<Sym> {
 /// Pools with strides equal to the window as a reshape to `(n, rows, k, cols, k, c)` and a
 /// reduction over the two window axes (candle's max-pool backward is not used: it scales ties).
 pub fn pool(attrs: &Value, x: &Tensor, max: bool) -> Result<Tensor> {
-    let x = super::ops::to_float(x)?;
+    let x = super::forward::to_float(x)?;
     let k = pair("pool", attrs, "pool_size", None)?;
     let same = padding("pool", attrs)?;
     let (n, h, w, c) = x.dims4()?;

@@ -133,29 +133,9 @@ class Model:
         raise NotImplementedError
 
     def _trace(self, input_shapes):
-        """Runs ``call`` once on symbolic inputs of these per-sample shapes; the graph it records is
-        the model's from then on (its layers and their weights, trained in Rust)."""
-        from kandle.layers.input_layer import Input
+        from kandle.models.subclassed import trace
 
-        import inspect
-
-        from kandle.layers import custom
-
-        inputs = [Input(shape=tuple(int(d) for d in s)) for s in input_shapes]
-        takes_training = "training" in inspect.signature(self.call).parameters
-        if not takes_training:
-            custom._untrained_context.append(True)
-        try:
-            outputs = self.call(inputs[0] if len(inputs) == 1 else inputs)
-        finally:
-            if not takes_training:
-                custom._untrained_context.pop()
-        if not _keras_tensors(outputs):
-            raise TypeError(f"Model \"{self.name}\": call() must return the result of layer calls or kandle.ops on its "
-                            f"inputs, got {type(outputs).__name__}")
-        self._build_functional(inputs[0] if len(inputs) == 1 else inputs, outputs)
-        if self._compiled is not None:
-            self._apply_compile()
+        trace(self, input_shapes)
 
     def build(self, input_shape=None):
         """Builds a subclassed model for ``input_shape`` (with the batch axis, as Keras takes it)."""
