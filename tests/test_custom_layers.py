@@ -363,3 +363,11 @@ def test_the_guides_eager_calls_then_a_model_keeps_the_weights():
     np.testing.assert_array_equal(linear.w.numpy(), w_before)  # the model took the eager weights
     np.testing.assert_allclose(m.predict(np.ones((3, 2), np.float32), verbose=0),
                                np.ones((3, 2)) @ w_before + 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("a, b, axes", [((3, 4, 5), (4, 5, 2), 2), ((3, 4), (4, 6), 1), ((2, 3, 4), (4, 3), ([1, 2], [1, 0])),
+                                        ((5, 2), (3, 5), (0, 1))])
+def test_tensordot_matches_numpy(a, b, axes):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=a).astype("float32"), rng.normal(size=b).astype("float32")
+    np.testing.assert_allclose(ops.tensordot(x, y, axes), np.tensordot(x, y, axes), rtol=1e-4, atol=1e-5)

@@ -344,7 +344,24 @@ def dot(x1, x2):
 
 
 def tensordot(x1, x2, axes=2):
-    raise NotImplementedError("kandle does not implement keras.ops.tensordot yet; use ops.einsum")
+    """NumPy's ``tensordot``: the last ``axes`` axes of ``x1`` against the first of ``x2``, or the
+    pairs of axes given as two lists, as one ``einsum``."""
+    r1, r2 = ndim(x1), ndim(x2)
+    if isinstance(axes, int):
+        a1, a2 = list(range(r1 - axes, r1)), list(range(axes))
+    else:
+        a1, a2 = ([axes[0]] if isinstance(axes[0], int) else list(axes[0]),
+                  [axes[1]] if isinstance(axes[1], int) else list(axes[1]))
+    a1, a2 = [a % r1 for a in a1], [a % r2 for a in a2]
+    if len(a1) != len(a2):
+        raise ValueError(f"ops.tensordot: axes {axes} pair {len(a1)} axes of x1 with {len(a2)} of x2")
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    s1 = [next(letters) for _ in range(r1)]
+    s2 = [next(letters) for _ in range(r2)]
+    for i, j in zip(a1, a2):
+        s2[j] = s1[i]
+    out = [c for k, c in enumerate(s1) if k not in a1] + [c for k, c in enumerate(s2) if k not in a2]
+    return einsum(f"{''.join(s1)},{''.join(s2)}->{''.join(out)}", x1, x2)
 
 
 # -- neural-network ops -------------------------------------------------------------------------
