@@ -100,18 +100,18 @@ class Layer:
             )
         shapes = [list(t.shape[1:]) for t in tensors]
         dtypes = [getattr(t, "dtype", "float32") for t in tensors]
-        config = custom.record(self, shapes, dtypes, training) if custom.is_custom(self) else self._config
-        out = _kandle.layer_output_shape(self._class_name, json.dumps(config), shapes)
+        out = _kandle.layer_output_shape(self._class_name, json.dumps(self._core_config(shapes, dtypes, training)),
+                                         shapes)
         node_index = len(self._inbound_nodes)
         output = KerasTensor((None, *out), dtype=getattr(self, "_output_dtype", "float32"),
                              history=(self, node_index, 0), name=f"{self.name}_{node_index}")
         self._inbound_nodes.append(Node(self, inputs if isinstance(inputs, (list, tuple)) else inputs, output))
         return output
 
-    def _core_config(self, input_shapes, dtypes=None):
+    def _core_config(self, input_shapes, dtypes=None, training=None):
         """The config the core builds this layer from: a custom layer's recorded graph for these
-        per-sample input shapes, else the checked Keras config."""
-        return custom.record(self, input_shapes, dtypes) if custom.is_custom(self) else self._config
+        per-sample input shapes (in the mode a call names), else the checked Keras config."""
+        return custom.record(self, input_shapes, dtypes, training) if custom.is_custom(self) else self._config
 
     # -- writing layers (Keras's subclassing API) ---------------------------------------------
     def build(self, input_shape):

@@ -122,6 +122,12 @@ def _run_call(layer, inputs, training):
 _untrained_context = []
 
 
+def _inputs(graph, input_shapes, dtypes):
+    """The call's symbolic inputs in ``graph``: one tensor, or a list for several."""
+    xs = [graph.input((None, *s), d) for s, d in zip(input_shapes, dtypes)]
+    return xs[0] if len(xs) == 1 else xs
+
+
 def record(layer, input_shapes, dtypes=None, training=None):
     """The config the core builds this layer from, for calls on these per-sample input shapes (and
     dtypes: float32 unless given). ``training`` given at the call fixes the mode of both graphs, as
@@ -141,9 +147,7 @@ def record(layer, input_shapes, dtypes=None, training=None):
         dry = _Graph(f"Layer \"{layer.name}\"")
         dry.training = False
         with recording(dry):
-            _run_call(layer, [dry.input((None, *s), d) for s, d in zip(input_shapes, dtypes)][0]
-                      if len(input_shapes) == 1 else [dry.input((None, *s), d) for s, d in zip(input_shapes, dtypes)],
-                      False)
+            _run_call(layer, _inputs(dry, input_shapes, dtypes), False)
     variables = all_variables(layer)
     graphs = []
     if training is not None or _untrained_context:
@@ -155,9 +159,8 @@ def record(layer, input_shapes, dtypes=None, training=None):
         g.training = training
         for v in variables:
             g.weight(v)
-        xs = [g.input((None, *s), d) for s, d in zip(input_shapes, dtypes)]
         with recording(g):
-            out = _run_call(layer, xs[0] if len(xs) == 1 else xs, training)
+            out = _run_call(layer, _inputs(g, input_shapes, dtypes), training)
         if isinstance(out, Variable):
             out = g.weight(out)
         if not isinstance(out, SymbolicTensor) or out._graph is not g:
@@ -168,8 +171,8 @@ def record(layer, input_shapes, dtypes=None, training=None):
             infer_dtype = out.dtype
     infer = graphs[0]
     train = graphs[1] if len(graphs) > 1 and graphs[1] != graphs[0] else None
-    for i, v in enumerate(variables):
-        v._owner, v._owner_index = layer, i
+    for v in variables:
+        v._owner = layer
     weights = [{"name": v.name if v._layer is layer else f"{v._layer.name}/{v.name}", "shape": list(v.shape),
                 "trainable": v.trainable, "initializer": v.initializer} for v in variables]
     config = dict(layer.get_config())
@@ -181,7 +184,6 @@ def record(layer, input_shapes, dtypes=None, training=None):
                    "_kandle_graph": infer, "_kandle_train_graph": train, "_kandle_weights": weights})
     layer._recorded = (key, config)
     layer._output_dtype = infer_dtype
-    layer._all_variables = variables
     return config
 
 
