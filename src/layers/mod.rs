@@ -3,6 +3,7 @@
 //! side reads too. Shapes here are per sample, without the batch axis, channels last. A layer takes
 //! a list of inputs (one for most, several for the merging layers) and gives one output.
 
+pub mod augment;
 pub mod config;
 pub mod conv;
 pub mod core;
@@ -227,6 +228,10 @@ pub const REGISTRY: &[Entry] = &[
     preprocessing::CENTER_CROP,
     preprocessing::RANDOM_FLIP,
     preprocessing::RANDOM_CONTRAST,
+    augment::RANDOM_TRANSLATION,
+    augment::RANDOM_ROTATION,
+    augment::RANDOM_ZOOM,
+    augment::RANDOM_CROP,
 ];
 
 /// Every class name the registry knows, for error messages and the Python side.

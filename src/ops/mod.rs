@@ -12,6 +12,7 @@ pub mod im2col;
 pub mod linear;
 pub mod pad;
 pub mod pool;
+pub mod resample;
 pub mod skinny;
 pub mod unary;
 pub mod update;

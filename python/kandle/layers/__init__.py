@@ -5,6 +5,7 @@ here answers to one entry of it, and an import-time check keeps the two sides fr
 """
 
 from kandle import _kandle
+from kandle.layers.augmentation import RandomCrop, RandomRotation, RandomTranslation, RandomZoom
 from kandle.layers.base import Layer
 from kandle.layers.convolutional import Conv2D, Convolution2D
 from kandle.layers.core import Activation, Dense
