@@ -25,6 +25,7 @@ def golden():
 
 
 @pytest.mark.parametrize("name", ["rescale", "rescale_offset", "crop_even", "crop_odd", "crop_same", "flip_inference",
+                                  "rescale_channels", "rescale_channel_scale", "crop_up", "crop_up_width",
                                   "resize_down", "resize_up", "resize_nearest_down", "resize_nearest_up"])
 def test_matches_keras(golden, name):
     spec = json.loads(str(golden["configs"]))[name]
@@ -158,7 +159,7 @@ def test_in_a_keras_io_style_model():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: layers.RandomFlip("diagonal"), "unknown mode argument"),
-    (lambda: layers.Rescaling([1.0, 2.0, 3.0]), "per-channel `scale`"),
+    (lambda: layers.Rescaling([[1.0, 2.0]]), "other than a number or a flat list"),
     (lambda: layers.CenterCrop(0, 3), "positive integer"),
     (lambda: layers.RandomContrast(1.5), "`factor` must be a number in"),
     (lambda: layers.RandomContrast(0.2, value_range=(1, 0)), "`value_range` must be a pair"),
@@ -168,9 +169,9 @@ def test_bad_arguments(make, message):
         make()
 
 
-def test_a_crop_larger_than_the_image_says_so():
-    with pytest.raises(ValueError, match="CenterCrop to a size larger than its input"):
-        models.Sequential([layers.Input((4, 4, 1)), layers.CenterCrop(5, 2)])
+def test_a_scale_per_channel_must_fit_the_channels():
+    with pytest.raises(ValueError, match=r"a `scale` of 3 values does not broadcast against inputs of shape \(None, 4, 4, 2\)"):
+        models.Sequential([layers.Input((4, 4, 2)), layers.Rescaling([1.0, 2.0, 3.0])])
 
 
 def test_resizing_passes_gradients_and_refuses_what_it_lacks():

@@ -257,7 +257,7 @@ fn crop_json(name: &str, height: usize, width: usize, seed: Option<u64>) -> Valu
 /// A window of the input, `(top, left, rows, cols)`, and the resize from it to the target size
 /// where they differ.
 #[derive(Clone, Debug)]
-struct Window {
+pub(crate) struct Window {
     top: usize,
     left: usize,
     rows: usize,
@@ -266,21 +266,21 @@ struct Window {
 }
 
 impl Window {
-    fn new(top: usize, left: usize, rows: usize, cols: usize, target: (usize, usize)) -> Self {
+    pub(crate) fn new(top: usize, left: usize, rows: usize, cols: usize, target: (usize, usize)) -> Self {
         let resize = ((rows, cols) != target).then(|| resize_taps((rows, cols), target));
         Window { top, left, rows, cols, resize }
     }
 
     /// The largest central window of the target's aspect ratio (Keras's box for inference and for
     /// images not larger than the target), resized to the target.
-    fn central(h: usize, w: usize, height: usize, width: usize) -> Self {
+    pub(crate) fn central(h: usize, w: usize, height: usize, width: usize) -> Self {
         let rows = ((w * height) as f64 / width as f64) as usize;
         let cols = ((h * width) as f64 / height as f64) as usize;
         let (rows, cols) = (rows.clamp(1, h.max(1)), cols.clamp(1, w.max(1)));
         Window::new((h - rows) / 2, (w - cols) / 2, rows, cols, (height, width))
     }
 
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let crop = x.narrow(1, self.top, self.rows)?.narrow(2, self.left, self.cols)?.contiguous()?;
         match &self.resize {
             Some(taps) => Ok(resample(&crop, std::slice::from_ref(taps), 0.0)?),
@@ -288,7 +288,7 @@ impl Window {
         }
     }
 
-    fn backward(&self, grad: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
+    pub(crate) fn backward(&self, grad: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
         let g = match &self.resize {
             Some(taps) => resample_backward(grad, std::slice::from_ref(taps))?,
             None => grad.clone(),

@@ -1,7 +1,8 @@
-//! Preprocessing and augmentation layers (Keras 3's): Rescaling and CenterCrop, the same in training
-//! and inference; RandomFlip and RandomContrast, active while training only, each with its own random
+//! Preprocessing and augmentation layers (Keras 3's): Rescaling and CenterCrop (cropping, or resizing
+//! as Keras's smart_resize where the target is larger), the same in training and inference; RandomFlip and RandomContrast, active while training only, each with its own random
 //! stream (seeded from `seed=`, else drawn when built, saved with the model, as Dropout's).
 
+use super::augment::Window;
 use super::{image, shapes_accessors, single, Arity, Cfg, Entry, Extra, Gradients, Layer, Saved, Shapes};
 use crate::{rng, Error, Result};
 use candle_core::Tensor;
@@ -10,16 +11,44 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 
-fn rescaling(cfg: &Cfg) -> Result<(f64, f64)> {
-    for key in ["scale", "offset"] {
-        if cfg.raw(key).is_some_and(|v| v.is_array()) {
-            return crate::value_err!("kandle does not implement Rescaling with a per-channel `{key}` yet (give a number)");
-        }
+/// `scale` or `offset`: a number, or a list broadcast along the last axis (per channel).
+fn factors(cfg: &Cfg, key: &str, default: f64) -> Result<Vec<f64>> {
+    match cfg.raw(key) {
+        None => Ok(vec![default]),
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_number) => Ok(a.iter().filter_map(Value::as_f64).collect()),
+        Some(Value::Array(_)) => crate::value_err!("kandle does not implement Rescaling with a `{key}` other than a number or a flat list of numbers (one per channel) yet"),
+        Some(v) => v.as_f64().map(|f| vec![f]).ok_or_else(|| Error::Value(format!("Rescaling: `{key}` must be a number or a list of numbers, got {v}"))),
     }
+}
+
+fn rescaling(cfg: &Cfg) -> Result<(Vec<f64>, Vec<f64>)> {
     if cfg.raw("scale").is_none() {
         return crate::value_err!("Rescaling: missing required argument `scale`");
     }
-    Ok((cfg.float("scale", 1.0)?, cfg.float("offset", 0.0)?))
+    Ok((factors(cfg, "scale", 1.0)?, factors(cfg, "offset", 0.0)?))
+}
+
+/// A list's length must be 1 or the input's last dimension, as broadcasting requires.
+fn rescaling_fits(name: &str, input: &[usize], (scale, offset): (&[f64], &[f64])) -> Result<()> {
+    let last = input.last().copied().unwrap_or(1);
+    for (key, v) in [("scale", scale), ("offset", offset)] {
+        if v.len() != 1 && v.len() != last {
+            return crate::value_err!(
+                "Layer \"{name}\" (Rescaling): a `{key}` of {} values does not broadcast against inputs of shape {}",
+                v.len(),
+                crate::error::keras_shape(input)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn number_or_list(v: &[f64]) -> Value {
+    if v.len() == 1 {
+        json!(v[0])
+    } else {
+        json!(v)
+    }
 }
 
 pub const RESCALING: Entry = Entry {
@@ -27,19 +56,28 @@ pub const RESCALING: Entry = Entry {
     arity: Arity::One,
     validate: |cfg| {
         let (scale, offset) = rescaling(cfg)?;
-        Ok(json!({"name": cfg.name(), "trainable": true, "scale": scale, "offset": offset}))
+        Ok(json!({"name": cfg.name(), "trainable": true, "scale": number_or_list(&scale), "offset": number_or_list(&offset)}))
     },
-    output_shape: |_, inputs| Ok(single(inputs).to_vec()),
-    build: |cfg, inputs, _| {
+    output_shape: |cfg, inputs| {
         let (scale, offset) = rescaling(cfg)?;
-        Ok(Box::new(Rescaling { scale, offset, shapes: Shapes::new(cfg.name().into(), single(inputs), single(inputs).to_vec()) }))
+        rescaling_fits(cfg.name(), single(inputs), (&scale, &offset))?;
+        Ok(single(inputs).to_vec())
+    },
+    build: |cfg, inputs, dtype| {
+        let (scale, offset) = rescaling(cfg)?;
+        rescaling_fits(cfg.name(), single(inputs), (&scale, &offset))?;
+        let tensor = |v: &[f64]| -> Result<Tensor> { Ok(Tensor::new(v, &candle_core::Device::Cpu)?.to_dtype(dtype)?) };
+        let (scale_t, offset_t) = (tensor(&scale)?, tensor(&offset)?);
+        Ok(Box::new(Rescaling { scale, offset, scale_t, offset_t, shapes: Shapes::new(cfg.name().into(), single(inputs), single(inputs).to_vec()) }))
     },
 };
 
-/// `x * scale + offset`.
+/// `x * scale + offset`, each a number or one value per channel.
 pub struct Rescaling {
-    scale: f64,
-    offset: f64,
+    scale: Vec<f64>,
+    offset: Vec<f64>,
+    scale_t: Tensor,
+    offset_t: Tensor,
     shapes: Shapes,
 }
 
@@ -49,28 +87,33 @@ impl Layer for Rescaling {
     }
     shapes_accessors!();
     fn config(&self) -> Value {
-        json!({"name": self.shapes.name, "trainable": true, "scale": self.scale, "offset": self.offset})
+        json!({"name": self.shapes.name, "trainable": true, "scale": number_or_list(&self.scale), "offset": number_or_list(&self.offset)})
     }
     fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
-        Ok(xs[0].affine(self.scale, self.offset)?)
+        if let ([scale], [offset]) = (&self.scale[..], &self.offset[..]) {
+            return Ok(xs[0].affine(*scale, *offset)?);
+        }
+        let x = &xs[0];
+        Ok(x.broadcast_mul(&self.scale_t.to_dtype(x.dtype())?)?.broadcast_add(&self.offset_t.to_dtype(x.dtype())?)?)
     }
     fn backward(&self, _saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
-        Ok(Gradients::input(Some(grad.affine(self.scale, 0.0)?)))
+        Ok(Gradients::input(Some(match &self.scale[..] {
+            [scale] => grad.affine(*scale, 0.0)?,
+            _ => grad.broadcast_mul(&self.scale_t.to_dtype(grad.dtype())?)?,
+        })))
     }
 }
 
-/// The crop's top-left corner in an image of `(h, w)`, as Keras centres it (the extra row or column,
-/// if any, is cut at the bottom/right).
-fn crop_box(name: &str, cfg: &Cfg, input: &[usize]) -> Result<(usize, usize, usize, usize)> {
+/// Keras's CenterCrop of an image of `(h, w)`: the central `height x width` window where it fits
+/// (the extra row or column, if any, cut at the bottom/right), else `smart_resize` (the largest
+/// central window of the target's aspect ratio, resized).
+fn crop_window(name: &str, cfg: &Cfg, input: &[usize]) -> Result<Window> {
     let (height, width) = (cfg.positive("height")?, cfg.positive("width")?);
     let (h, w, _) = image(name, input)?;
-    if height > h || width > w {
-        return crate::value_err!(
-            "kandle does not implement CenterCrop to a size larger than its input yet (Keras resizes then): \
-             layer \"{name}\" crops ({height}, {width}) from images of ({h}, {w})"
-        );
+    if height <= h && width <= w {
+        return Ok(Window::new((h - height) / 2, (w - width) / 2, height, width, (height, width)));
     }
-    Ok(((h - height) / 2, (w - width) / 2, height, width))
+    Ok(Window::central(h, w, height, width))
 }
 
 pub const CENTER_CROP: Entry = Entry {
@@ -78,20 +121,19 @@ pub const CENTER_CROP: Entry = Entry {
     arity: Arity::One,
     validate: |cfg| Ok(json!({"name": cfg.name(), "trainable": true, "height": cfg.positive("height")?, "width": cfg.positive("width")?, "data_format": "channels_last"})),
     output_shape: |cfg, inputs| {
-        let (_, _, height, width) = crop_box(cfg.name(), cfg, single(inputs))?;
-        Ok(vec![height, width, single(inputs)[2]])
+        let (_, _, c) = image(cfg.name(), single(inputs))?;
+        Ok(vec![cfg.positive("height")?, cfg.positive("width")?, c])
     },
     build: |cfg, inputs, _| {
         let input = single(inputs);
-        let (top, left, height, width) = crop_box(cfg.name(), cfg, input)?;
-        let shapes = Shapes::new(cfg.name().into(), input, vec![height, width, input[2]]);
-        Ok(Box::new(CenterCrop { top, left, shapes }))
+        let window = crop_window(cfg.name(), cfg, input)?;
+        let shapes = Shapes::new(cfg.name().into(), input, vec![cfg.positive("height")?, cfg.positive("width")?, input[2]]);
+        Ok(Box::new(CenterCrop { window, shapes }))
     },
 };
 
 pub struct CenterCrop {
-    top: usize,
-    left: usize,
+    window: Window,
     shapes: Shapes,
 }
 
@@ -104,14 +146,11 @@ impl Layer for CenterCrop {
         json!({"name": self.shapes.name, "trainable": true, "height": self.shapes.output[0], "width": self.shapes.output[1], "data_format": "channels_last"})
     }
     fn forward_pre(&self, xs: &[Tensor]) -> Result<Tensor> {
-        let [height, width, _] = self.shapes.output[..] else { unreachable!("built as an image") };
-        Ok(xs[0].narrow(1, self.top, height)?.narrow(2, self.left, width)?.contiguous()?)
+        self.window.apply(&xs[0])
     }
     fn backward(&self, _saved: &Saved, grad: &Tensor, _input_grads: &[bool]) -> Result<Gradients> {
         let (h, w) = (self.shapes.inputs[0][0], self.shapes.inputs[0][1]);
-        let [height, width, _] = self.shapes.output[..] else { unreachable!("built as an image") };
-        let g = grad.pad_with_zeros(1, self.top, h - height - self.top)?.pad_with_zeros(2, self.left, w - width - self.left)?;
-        Ok(Gradients::input(Some(g)))
+        Ok(Gradients::input(Some(self.window.backward(grad, (h, w))?)))
     }
 }
 
@@ -362,6 +401,9 @@ mod tests {
         let x = var(normal(2 * 5 * 6 * 2, 3), &[2, 5, 6, 2]);
         check_layer("Rescaling", build("Rescaling", json!({"name": "r", "scale": 0.25, "offset": -1.0}), &[5, 6, 2]).as_ref(), &x);
         check_layer("CenterCrop", build("CenterCrop", json!({"name": "c", "height": 2, "width": 3}), &[5, 6, 2]).as_ref(), &x);
+        check_layer("Rescaling per channel", build("Rescaling", json!({"name": "r", "scale": [0.5, -3.0], "offset": [1.0, 2.0]}), &[5, 6, 2]).as_ref(), &x);
+        // Larger than the input: Keras's smart_resize (a central window, resized).
+        check_layer("CenterCrop resize", build("CenterCrop", json!({"name": "c", "height": 7, "width": 4}), &[5, 6, 2]).as_ref(), &x);
     }
 
     /// RandomContrast draws anew at every call: three layers with one seed draw alike, so the

@@ -1,5 +1,5 @@
-"""Golden outputs of Keras 3's preprocessing layers kandle has (Rescaling, CenterCrop, RandomFlip at
-inference, Normalization adapted or given its statistics): writes tests/golden/preprocessing.npz. Run with the Keras venv of make_golden.py:
+"""Golden outputs of Keras 3's preprocessing layers kandle has (Rescaling with numbers or per channel,
+CenterCrop cropping or resizing to a larger target, RandomFlip at inference, Normalization adapted or given its statistics): writes tests/golden/preprocessing.npz. Run with the Keras venv of make_golden.py:
 
     /work/kerasenv/bin/python tests/golden/make_preprocessing.py
 """
@@ -22,6 +22,10 @@ CASES = {  # name: (class, kwargs)
     "crop_odd": ("CenterCrop", {"height": 3, "width": 2}),
     "crop_same": ("CenterCrop", {"height": 7, "width": 8}),
     "flip_inference": ("RandomFlip", {"mode": "horizontal_and_vertical", "seed": 3}),
+    "rescale_channels": ("Rescaling", {"scale": [1.0 / 255, 2.0 / 255], "offset": [0.0, -1.0]}),
+    "rescale_channel_scale": ("Rescaling", {"scale": [0.5, -2.0]}),
+    "crop_up": ("CenterCrop", {"height": 9, "width": 12}),
+    "crop_up_width": ("CenterCrop", {"height": 5, "width": 10}),
 }
 
 x = np.random.default_rng(21).uniform(0, 255, (3, 7, 8, 2)).astype("float32")

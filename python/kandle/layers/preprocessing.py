@@ -1,5 +1,5 @@
 """Keras 3's preprocessing and augmentation layers that kandle has: Rescaling and CenterCrop (always
-applied), RandomFlip (while training only; seeded). They compute in the Rust core, in the training
+applied), RandomFlip and RandomContrast (while training only; seeded), Normalization and Resizing. They compute in the Rust core, in the training
 step, like every other layer."""
 
 import numpy as np
@@ -8,12 +8,16 @@ from kandle.layers.base import Layer
 
 
 class Rescaling(Layer):
-    """``x * scale + offset`` (``Rescaling(1.0 / 255)`` maps pixels to [0, 1])."""
+    """``x * scale + offset`` (``Rescaling(1.0 / 255)`` maps pixels to [0, 1]); each a number or one
+    value per channel."""
 
     _class_name = "Rescaling"
 
     def __init__(self, scale, offset=0.0, **kwargs):
-        super().__init__(scale=scale, offset=offset, **kwargs)
+        def plain(v):  # NumPy arrays and tuples as the lists the config holds
+            return np.asarray(v).tolist() if isinstance(v, (np.ndarray, tuple)) else v
+
+        super().__init__(scale=plain(scale), offset=plain(offset), **kwargs)
 
 
 class CenterCrop(Layer):
