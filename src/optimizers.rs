@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
     Sgd { momentum: f64, nesterov: bool },
-    /// Adam, and AdamW (the same rule; only its default `weight_decay` differs).
-    Adam { beta_1: f64, beta_2: f64, epsilon: f64, w: bool },
+    /// Adam, and AdamW (the same rule; only its default `weight_decay` differs); `amsgrad` divides
+    /// by the running maximum of the second moment (a third slot).
+    Adam { beta_1: f64, beta_2: f64, epsilon: f64, w: bool, amsgrad: bool },
     RmsProp { rho: f64, momentum: f64, epsilon: f64, centered: bool },
     Adagrad { initial_accumulator_value: f64, epsilon: f64 },
     Nadam { beta_1: f64, beta_2: f64, epsilon: f64 },
@@ -74,7 +75,7 @@ impl Optimizer {
         };
         let flag = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
         let adam = |w| -> Result<Rule> {
-            Ok(Rule::Adam { beta_1: num("beta_1", 0.9)?, beta_2: num("beta_2", 0.999)?, epsilon: num("epsilon", 1e-7)?, w })
+            Ok(Rule::Adam { beta_1: num("beta_1", 0.9)?, beta_2: num("beta_2", 0.999)?, epsilon: num("epsilon", 1e-7)?, w, amsgrad: flag("amsgrad") })
         };
         let (rule, default_lr) = match name.to_lowercase().as_str() {
             "sgd" => (Rule::Sgd { momentum: num("momentum", 0.0)?, nesterov: flag("nesterov") }, 0.01),
@@ -201,7 +202,10 @@ impl Optimizer {
     pub fn config(&self) -> Value {
         let mut c = match &self.rule {
             Rule::Sgd { momentum, nesterov } => json!({"momentum": momentum, "nesterov": nesterov}),
-            Rule::Adam { beta_1, beta_2, epsilon, .. } | Rule::Nadam { beta_1, beta_2, epsilon } | Rule::Adamax { beta_1, beta_2, epsilon } => {
+            Rule::Adam { beta_1, beta_2, epsilon, amsgrad, .. } => {
+                json!({"beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon, "amsgrad": amsgrad})
+            }
+            Rule::Nadam { beta_1, beta_2, epsilon } | Rule::Adamax { beta_1, beta_2, epsilon } => {
                 json!({"beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon})
             }
             Rule::RmsProp { rho, momentum, epsilon, centered } => {
@@ -245,6 +249,7 @@ impl Optimizer {
     pub fn slots_per_variable(&self) -> usize {
         match self.rule {
             Rule::Sgd { momentum, .. } => usize::from(momentum > 0.0),
+            Rule::Adam { amsgrad: true, .. } => 3,
             Rule::Adam { .. } | Rule::Nadam { .. } | Rule::Adadelta { .. } | Rule::Adamax { .. } => 2,
             Rule::RmsProp { .. } => 3,
             Rule::Adagrad { .. } | Rule::Lion { .. } => 1,
@@ -275,6 +280,7 @@ impl Optimizer {
                 Ok(match &self.rule {
                     Rule::Sgd { momentum, .. } if *momentum > 0.0 => vec![zeros(v)?],
                     Rule::Sgd { .. } => vec![],
+                    Rule::Adam { amsgrad: true, .. } => vec![zeros(v)?, zeros(v)?, zeros(v)?],
                     Rule::Adam { .. } | Rule::Nadam { .. } | Rule::Adadelta { .. } | Rule::Adamax { .. } => vec![zeros(v)?, zeros(v)?],
                     Rule::Lion { .. } => vec![zeros(v)?],
                     Rule::RmsProp { .. } => vec![zeros(v)?, zeros(v)?, zeros(v)?],
@@ -340,11 +346,17 @@ impl Optimizer {
                 }
             }
             Rule::Sgd { .. } => update1(w, g, |w, [g]| w - lr * g)?,
-            Rule::Adam { beta_1, beta_2, epsilon, .. } => {
+            Rule::Adam { beta_1, beta_2, epsilon, amsgrad, .. } => {
                 let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
                 update1(&slots[0], g, |m, [g]| m + (g - m) * (1.0 - beta_1))?;
                 update1(&slots[1], g, |v, [g]| v + (g * g - v) * (1.0 - beta_2))?;
-                update2(w, &slots[0], &slots[1], |w, [m, v]| w - alpha * m / (v.sqrt() + epsilon))?;
+                let v = if amsgrad {
+                    update1(&slots[2], &slots[1], |h, [v]| h.max(v))?;
+                    &slots[2]
+                } else {
+                    &slots[1]
+                };
+                update2(w, &slots[0], v, |w, [m, v]| w - alpha * m / (v.sqrt() + epsilon))?;
             }
             Rule::RmsProp { rho, momentum, epsilon, centered } => {
                 update1(&slots[0], g, |v, [g]| rho * v + (1.0 - rho) * g * g)?;

@@ -447,6 +447,8 @@ OPTIMIZER_CASES = [
     ("lion", "cnn", "Lion", {"learning_rate": 0.003}),
     ("sgd_weight_decay", "cnn", "SGD", {"learning_rate": 0.1, "weight_decay": 0.05}),
     ("adam_clipnorm", "cnn", "Adam", {"learning_rate": 0.01, "clipnorm": 0.05}),
+    ("adam_amsgrad", "cnn", "Adam", {"learning_rate": 0.01, "amsgrad": True}),
+    ("adamw_amsgrad", "mlp", "AdamW", {"learning_rate": 0.01, "amsgrad": True}),
     ("sgd_clipvalue", "cnn", "SGD", {"learning_rate": 0.1, "clipvalue": 0.01}),
     ("sgd_momentum_global_clipnorm", "cnn", "SGD", {"learning_rate": 0.1, "momentum": 0.9, "global_clipnorm": 0.1}),
     ("rmsprop_global_clipnorm", "mlp", "RMSprop", {"learning_rate": 0.01, "global_clipnorm": 0.5}),

@@ -105,9 +105,8 @@ class Adam(Optimizer):
     _keras_class_name = "Adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
-        if amsgrad:
-            raise ValueError("Adam: amsgrad=True is not supported by kandle yet")
-        self._extra = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": 1e-7 if epsilon is None else epsilon}
+        self._extra = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": 1e-7 if epsilon is None else epsilon,
+                       "amsgrad": bool(amsgrad)}
         super().__init__(learning_rate, **kwargs)
 
 
@@ -134,11 +133,10 @@ class AdamW(Optimizer):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
-        if amsgrad:
-            raise ValueError("kandle does not implement AdamW(amsgrad=True) yet")
         if weight_decay is None:
             raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
-        self._extra = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": 1e-7 if epsilon is None else epsilon}
+        self._extra = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": 1e-7 if epsilon is None else epsilon,
+                       "amsgrad": bool(amsgrad)}
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
 

@@ -131,12 +131,16 @@ def _write_weights(model, f, include_optimizer):
     group.create_dataset("0", data=np.int64(model._core.iterations))
     lr = model._core.learning_rate
     group.create_dataset("1", data=np.float32(lr if lr is not None else serialized["config"].get("learning_rate", 0.0)))
-    slots = model._core.optimizer_slots()
-    index = 2
-    for per_weight in slots:
-        for slot in per_weight:
-            group.create_dataset(str(index), data=np.asarray(slot, dtype=np.float32))
-            index += 1
+    for index, slot in enumerate(_keras_slot_order(model._core.optimizer_slots()), start=2):
+        group.create_dataset(str(index), data=np.asarray(slot, dtype=np.float32))
+
+
+def _keras_slot_order(slots):
+    """Keras's order of the optimizer's variables: each weight's slots in turn, except Adam's
+    amsgrad maxima (a third slot per weight), which Keras keeps after all the others."""
+    if slots and all(len(s) == 3 for s in slots):  # Adam/AdamW with amsgrad: SGD has 0-1, Adam 2
+        return [x for s in slots for x in s[:2]] + [s[2] for s in slots]
+    return [x for s in slots for x in s]
 
 
 def _atomic(path, data):

@@ -222,7 +222,12 @@ def _load_optimizer(model, weights, path):
         warnings.warn(f"'{path}': skipping the optimizer's state ({len(rest)} variables for {len(trained)} trained "
                       "weights); training restarts it", stacklevel=3)
         return
-    slots = [[np.require(v, dtype=np.float32, requirements="C") for v in rest[i * per:(i + 1) * per]] for i in range(len(trained))]
+    rest = [np.require(v, dtype=np.float32, requirements="C") for v in rest]
+    n = len(trained)
+    if per == 3:  # Adam's amsgrad maxima come after every weight's (momentum, velocity)
+        slots = [[rest[2 * i], rest[2 * i + 1], rest[2 * n + i]] for i in range(n)]
+    else:
+        slots = [rest[i * per:(i + 1) * per] for i in range(n)]
     try:
         model._core.set_optimizer_state(slots if per else [], int(values[0]))
     except ValueError as e:
