@@ -22,16 +22,50 @@ pub enum MetricKind {
     MeanAbsoluteError,
     /// `keras.metrics.Mean()`: the weighted mean of the values given (standalone only).
     Mean,
-    Precision(f64),
-    Recall(f64),
-    /// ROC AUC with Keras's thresholds and interpolation.
-    Auc(usize),
+    Precision(Confusion),
+    Recall(Confusion),
+    /// AUC over Keras's thresholds (evenly spaced, or given, each bracketed by -eps and 1 + eps).
+    Auc(Auc),
     /// A metric written in Python with `kandle.ops`, by its index in [`crate::symbolic::table`]: a
     /// function of `(y_true, y_pred)` (its per-sample values averaged, Keras's MeanMetricWrapper), or a
     /// `Metric` subclass whose `update_state` adds to its variables (the sums are the statistics;
     /// `result()` is a recorded graph of the variables).
     Graph(u32),
 }
+
+/// Precision's and Recall's options: one threshold; `top_k` counts only each sample's k highest
+/// scores as predicted positive (the threshold then defaults to Keras's NEG_INF); `class_id` looks
+/// at one column only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confusion {
+    pub threshold: f64,
+    pub top_k: Option<usize>,
+    pub class_id: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    Roc,
+    Pr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summation {
+    Interpolation,
+    Minoring,
+    Majoring,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Auc {
+    /// Every threshold, the bracketing ones included.
+    pub thresholds: Vec<f64>,
+    pub curve: Curve,
+    pub summation: Summation,
+}
+
+/// Keras's NEG_INF, the default threshold of Precision/Recall with `top_k`.
+const NEG_INF: f64 = -1e10;
 
 /// A compiled metric: the name it logs under and what it computes.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,9 +104,9 @@ impl Metric {
             "sparse_categorical_accuracy" => (name, MetricKind::SparseCategoricalAccuracy),
             "binary_accuracy" => (name, MetricKind::BinaryAccuracy(0.5)),
             "top_k_categorical_accuracy" => (name, MetricKind::TopKCategoricalAccuracy(5)),
-            "auc" => (name, MetricKind::Auc(200)),
-            "precision" => (name, MetricKind::Precision(0.5)),
-            "recall" => (name, MetricKind::Recall(0.5)),
+            "auc" => (name, MetricKind::Auc(Auc { thresholds: even_thresholds(200), curve: Curve::Roc, summation: Summation::Interpolation })),
+            "precision" => (name, MetricKind::Precision(Confusion { threshold: 0.5, top_k: None, class_id: None })),
+            "recall" => (name, MetricKind::Recall(Confusion { threshold: 0.5, top_k: None, class_id: None })),
             other => {
                 return Err(Error::Value(format!(
                     "Unknown metric function: '{other}'. Known: acc, accuracy, mse, mae, categorical_accuracy, \
@@ -103,11 +137,19 @@ impl Metric {
                 }),
             }
         };
-        for key in ["top_k", "class_id"] {
-            if cfg.get(key).is_some_and(|x| !x.is_null()) {
-                return Err(Error::Value(format!("kandle does not implement {class}({key}=...) yet")));
+        let index = |key: &str| -> Result<Option<usize>> {
+            match cfg.get(key).filter(|x| !x.is_null()) {
+                None => Ok(None),
+                Some(x) => x.as_u64().map(|k| Some(k as usize)).ok_or_else(|| Error::Value(format!("{class}: `{key}` must be a non-negative integer, got {x}"))),
             }
-        }
+        };
+        let confusion = || -> Result<Confusion> {
+            let top_k = index("top_k")?;
+            if top_k == Some(0) {
+                return Err(Error::Value(format!("{class}: `top_k` must be a positive integer")));
+            }
+            Ok(Confusion { threshold: threshold(if top_k.is_some() { NEG_INF } else { 0.5 })?, top_k, class_id: index("class_id")? })
+        };
         let (default_name, kind) = match class {
             "Accuracy" => ("accuracy", MetricKind::Equal),
             "CategoricalAccuracy" => ("categorical_accuracy", MetricKind::CategoricalAccuracy),
@@ -123,24 +165,9 @@ impl Metric {
             "MeanSquaredError" => ("mean_squared_error", MetricKind::MeanSquaredError),
             "MeanAbsoluteError" => ("mean_absolute_error", MetricKind::MeanAbsoluteError),
             "Mean" => ("mean", MetricKind::Mean),
-            "Precision" => ("precision", MetricKind::Precision(threshold(0.5)?)),
-            "Recall" => ("recall", MetricKind::Recall(threshold(0.5)?)),
-            "AUC" => {
-                let curve = cfg.get("curve").and_then(Value::as_str).unwrap_or("ROC");
-                let method = cfg.get("summation_method").and_then(Value::as_str).unwrap_or("interpolation");
-                let multi = cfg.get("multi_label").and_then(Value::as_bool).unwrap_or(false);
-                if !curve.eq_ignore_ascii_case("roc") || method != "interpolation" || multi || cfg.get("thresholds").is_some_and(|x| !x.is_null()) {
-                    return Err(Error::Value(format!(
-                        "kandle does not implement AUC(curve={curve:?}, summation_method={method:?}, multi_label={multi}, thresholds=...) yet: \
-                         it has the ROC curve with 'interpolation' and evenly spaced thresholds"
-                    )));
-                }
-                let n = cfg.get("num_thresholds").and_then(Value::as_u64).unwrap_or(200);
-                if n <= 1 {
-                    return Err(Error::Value(format!("Argument `num_thresholds` must be an integer > 1. Received: num_thresholds={n}")));
-                }
-                ("auc", MetricKind::Auc(n as usize))
-            }
+            "Precision" => ("precision", MetricKind::Precision(confusion()?)),
+            "Recall" => ("recall", MetricKind::Recall(confusion()?)),
+            "AUC" => ("auc", MetricKind::Auc(auc_config(cfg)?)),
             other => return Err(Error::Value(format!("kandle does not implement the metric keras.metrics.{other} yet"))),
         };
         let name = cfg.get("name").and_then(Value::as_str).unwrap_or(default_name).to_string();
@@ -151,7 +178,7 @@ impl Metric {
     pub fn width(&self) -> usize {
         match self.kind {
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
-            MetricKind::Auc(n) => 4 * n,
+            MetricKind::Auc(ref a) => 4 * a.thresholds.len(),
             MetricKind::Graph(i) => crate::symbolic::table::get(i).init.len().max(1),
             _ => 1,
         }
@@ -168,8 +195,19 @@ impl Metric {
             MetricKind::Accuracy => MetricKind::CategoricalAccuracy,
             ref k => k.clone(),
         };
-        let positives = |t: f64| -> Result<(Tensor, Tensor)> {
-            Ok((p.flatten_all()?.gt(t)?.to_dtype(DType::F64)?, y.flatten_all()?.ne(0.0)?.to_dtype(DType::F64)?))
+        let positives = |c: &Confusion| -> Result<(Tensor, Tensor)> {
+            let (mut p, mut y) = (p.clone(), y.clone());
+            if let Some(k) = c.top_k {
+                p = top_k_only(&p, k)?;
+            }
+            if let Some(i) = c.class_id {
+                let classes = p.dims().last().copied().unwrap_or(1);
+                if i >= classes {
+                    return Err(Error::Value(format!("{}: class_id={i} is out of range for predictions with {classes} classes", self.name)));
+                }
+                (p, y) = (p.narrow(D::Minus1, i, 1)?, y.narrow(D::Minus1, i, 1)?);
+            }
+            Ok((p.flatten_all()?.to_dtype(DType::F64)?.gt(c.threshold)?.to_dtype(DType::F64)?, y.flatten_all()?.ne(0.0)?.to_dtype(DType::F64)?))
         };
         Ok(match kind {
             MetricKind::Graph(i) => graph::batch_stats(i, y, p)?,
@@ -194,20 +232,19 @@ impl Metric {
             MetricKind::MeanSquaredError => vec![count(p.sub(y)?.sqr()?.mean(D::Minus1)?)?],
             MetricKind::MeanAbsoluteError => vec![count(p.sub(y)?.abs()?.mean(D::Minus1)?)?],
             MetricKind::Mean => vec![count(p.clone())?, p.elem_count() as f64],
-            MetricKind::Precision(t) => {
-                let (pred, actual) = positives(t)?;
+            MetricKind::Precision(ref c) => {
+                let (pred, actual) = positives(c)?;
                 vec![count(pred.mul(&actual)?)?, count(pred)?]
             }
-            MetricKind::Recall(t) => {
-                let (pred, actual) = positives(t)?;
+            MetricKind::Recall(ref c) => {
+                let (pred, actual) = positives(c)?;
                 vec![count(pred.mul(&actual)?)?, count(actual)?]
             }
-            MetricKind::Auc(n) => {
-                // Keras's thresholds: just below 0, (i+1)/(n-1) for i < n-2, just above 1.
+            MetricKind::Auc(ref a) => {
                 let (pv, yv) = (p.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?, y.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                let n = a.thresholds.len();
                 let mut stats = vec![0.0; 4 * n];
-                for i in 0..n {
-                    let t = auc_threshold(i, n);
+                for (i, &t) in a.thresholds.iter().enumerate() {
                     for (&pi, &yi) in pv.iter().zip(&yv) {
                         let (pred, pos) = (pi > t, yi != 0.0); // Keras casts the targets to bool
                         let slot = match (pred, pos) {
@@ -229,26 +266,105 @@ impl Metric {
         match self.kind {
             MetricKind::Graph(i) => graph::value(i, stats, count),
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => divide_no_nan(stats[0], stats[1]),
-            MetricKind::Auc(n) => {
-                let (tp, fp, tn, fn_) = (&stats[..n], &stats[n..2 * n], &stats[2 * n..3 * n], &stats[3 * n..]);
-                let recall: Vec<f64> = (0..n).map(|i| divide_no_nan(tp[i], tp[i] + fn_[i])).collect();
-                let fpr: Vec<f64> = (0..n).map(|i| divide_no_nan(fp[i], fp[i] + tn[i])).collect();
-                (0..n - 1).map(|i| (fpr[i] - fpr[i + 1]) * (recall[i] + recall[i + 1]) / 2.0).sum()
-            }
+            MetricKind::Auc(ref a) => auc_value(a, stats),
             _ => stats[0] / count.max(1.0),
         }
     }
 }
 
-fn auc_threshold(i: usize, n: usize) -> f64 {
+/// Keras's evenly spaced thresholds: just below 0, i/(n-1) for 0 < i < n-1, just above 1.
+fn even_thresholds(n: usize) -> Vec<f64> {
     const EPS: f64 = 1e-7;
-    if i == 0 {
-        -EPS
-    } else if i == n - 1 {
-        1.0 + EPS
-    } else {
-        i as f64 / (n - 1) as f64
+    (0..n).map(|i| if i == 0 { -EPS } else if i == n - 1 { 1.0 + EPS } else { i as f64 / (n - 1) as f64 }).collect()
+}
+
+/// `AUC(num_thresholds, curve, summation_method, thresholds)` as Keras 3 reads them.
+fn auc_config(cfg: &Value) -> Result<Auc> {
+    let curve = match cfg.get("curve").and_then(Value::as_str).unwrap_or("ROC").to_uppercase().as_str() {
+        "ROC" => Curve::Roc,
+        "PR" => Curve::Pr,
+        other => return Err(Error::Value(format!("kandle does not implement AUC(curve={other:?}) yet: 'ROC' and 'PR'"))),
+    };
+    let summation = match cfg.get("summation_method").and_then(Value::as_str).unwrap_or("interpolation").to_lowercase().as_str() {
+        "interpolation" => Summation::Interpolation,
+        "minoring" => Summation::Minoring,
+        "majoring" => Summation::Majoring,
+        other => return Err(Error::Value(format!("Invalid AUC summation method value \"{other}\". Expected values are [\"interpolation\", \"majoring\", \"minoring\"]"))),
+    };
+    if cfg.get("multi_label").and_then(Value::as_bool).unwrap_or(false) || cfg.get("label_weights").is_some_and(|x| !x.is_null()) {
+        return Err(Error::Value("kandle does not implement AUC(multi_label=True) or label_weights yet".into()));
     }
+    let thresholds = match cfg.get("thresholds").filter(|x| !x.is_null()) {
+        Some(Value::Array(given)) => {
+            let mut t: Vec<f64> = given.iter().map(|x| x.as_f64().filter(|t| (0.0..=1.0).contains(t))).collect::<Option<_>>().ok_or_else(|| {
+                Error::Value(format!("Threshold values must be in [0, 1]. Received: {}", Value::Array(given.clone())))
+            })?;
+            t.insert(0, -1e-7);
+            t.push(1.0 + 1e-7);
+            t
+        }
+        Some(x) => return Err(Error::Value(format!("AUC: `thresholds` must be a list of numbers in [0, 1], got {x}"))),
+        None => {
+            let n = cfg.get("num_thresholds").and_then(Value::as_u64).unwrap_or(200);
+            if n <= 1 {
+                return Err(Error::Value(format!("Argument `num_thresholds` must be an integer > 1. Received: num_thresholds={n}")));
+            }
+            even_thresholds(n as usize)
+        }
+    };
+    Ok(Auc { thresholds, curve, summation })
+}
+
+/// Keras 3's `AUC.result()`: a Riemann sum over the thresholds (PR with interpolation is Davis &
+/// Goadrich's, as `interpolate_pr_auc`).
+fn auc_value(a: &Auc, stats: &[f64]) -> f64 {
+    let n = a.thresholds.len();
+    let (tp, fp, tn, fn_) = (&stats[..n], &stats[n..2 * n], &stats[2 * n..3 * n], &stats[3 * n..]);
+    if (a.curve, a.summation) == (Curve::Pr, Summation::Interpolation) {
+        return (0..n - 1)
+            .map(|i| {
+                let dtp = tp[i] - tp[i + 1];
+                let (p0, p1) = (tp[i] + fp[i], tp[i + 1] + fp[i + 1]);
+                let slope = divide_no_nan(dtp, (p0 - p1).max(0.0));
+                let intercept = tp[i + 1] - slope * p1;
+                let ratio = if p0 > 0.0 && p1 > 0.0 { divide_no_nan(p0, p1.max(0.0)) } else { 1.0 };
+                divide_no_nan(slope * (dtp + intercept * ratio.ln()), (tp[i + 1] + fn_[i + 1]).max(0.0))
+            })
+            .sum();
+    }
+    let recall: Vec<f64> = (0..n).map(|i| divide_no_nan(tp[i], tp[i] + fn_[i])).collect();
+    let (x, y): (Vec<f64>, Vec<f64>) = match a.curve {
+        Curve::Roc => ((0..n).map(|i| divide_no_nan(fp[i], fp[i] + tn[i])).collect(), recall),
+        Curve::Pr => (recall, (0..n).map(|i| divide_no_nan(tp[i], tp[i] + fp[i])).collect()),
+    };
+    (0..n - 1)
+        .map(|i| {
+            let height = match a.summation {
+                Summation::Interpolation => (y[i] + y[i + 1]) / 2.0,
+                Summation::Minoring => y[i].min(y[i + 1]),
+                Summation::Majoring => y[i].max(y[i + 1]),
+            };
+            (x[i] - x[i + 1]) * height
+        })
+        .sum()
+}
+
+/// Keras's `_filter_top_k`: each row's k highest scores kept (ties to the lower index, as
+/// `top_k`), the others set to NEG_INF.
+fn top_k_only(p: &Tensor, k: usize) -> Result<Tensor> {
+    let classes = p.dims().last().copied().unwrap_or(1);
+    let rows = p.to_dtype(DType::F64)?.reshape(((), classes))?.to_vec2::<f64>()?;
+    let mut out = Vec::with_capacity(rows.len() * classes);
+    for row in rows {
+        let mut order: Vec<usize> = (0..classes).collect();
+        order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+        let mut kept = vec![NEG_INF; classes];
+        for &j in order.iter().take(k) {
+            kept[j] = row[j];
+        }
+        out.extend(kept);
+    }
+    Ok(Tensor::from_vec(out, p.shape(), p.device())?)
 }
 
 /// Metrics recorded in Python (`MetricKind::Graph`).

@@ -66,9 +66,12 @@ def test_metric_objects_survive_save_and_load(tmp_path):
 
 @pytest.mark.skipif(K.__name__ != "kandle", reason="kandle's errors")
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: K.metrics.AUC(curve="PR"), ValueError, "kandle does not implement AUC"),
+    (lambda: K.metrics.AUC(curve="PRGAIN"), ValueError, "kandle does not implement AUC"),
+    (lambda: K.metrics.AUC(multi_label=True), ValueError, "multi_label"),
+    (lambda: K.metrics.AUC(summation_method="trapezoid"), ValueError, "Invalid AUC summation method"),
     (lambda: K.metrics.Precision(thresholds=[0.2, 0.5]), ValueError, "thresholds"),
-    (lambda: K.metrics.Recall(top_k=2), ValueError, "top_k"),
+    (lambda: K.metrics.Recall(top_k=0), ValueError, "top_k"),
+    (lambda: K.metrics.Precision(class_id=5).update_state(np.eye(3), np.eye(3)), ValueError, "class_id=5 is out of range"),
     (lambda: K.metrics.SparseCategoricalAccuracy().update_state(np.zeros((2, 3)), np.zeros((2, 3))), ValueError,
      "does not fit"),
     (lambda: K.metrics.Mean().update_state([1.0], sample_weight=[1.0]), ValueError, "sample_weight"),

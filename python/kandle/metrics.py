@@ -111,11 +111,14 @@ TopKCategoricalAccuracy = _metric("TopKCategoricalAccuracy", "top_k_categorical_
                                   "How often the target is in the top `k` predictions.", k=5)
 MeanSquaredError = _metric("MeanSquaredError", "mean_squared_error", "The mean squared error.")
 MeanAbsoluteError = _metric("MeanAbsoluteError", "mean_absolute_error", "The mean absolute error.")
-Precision = _metric("Precision", "precision", "TP / (TP + FP) at `thresholds` (one value, default 0.5).",
+Precision = _metric("Precision", "precision", "TP / (TP + FP) at `thresholds` (one value, default 0.5); `top_k`: "
+                    "only each sample's k highest scores count as predicted; `class_id`: one column only.",
                     thresholds=None, top_k=None, class_id=None)
-Recall = _metric("Recall", "recall", "TP / (TP + FN) at `thresholds` (one value, default 0.5).",
+Recall = _metric("Recall", "recall", "TP / (TP + FN) at `thresholds` (one value, default 0.5); `top_k` and "
+                 "`class_id` as Precision's.",
                  thresholds=None, top_k=None, class_id=None)
-AUC = _metric("AUC", "auc", "Area under the ROC curve (`num_thresholds` evenly spaced thresholds, interpolation).",
+AUC = _metric("AUC", "auc", "Area under the ROC or PR `curve` over `num_thresholds` evenly spaced `thresholds` "
+              "(or those given), summed by 'interpolation', 'minoring' or 'majoring'.",
               num_thresholds=200, curve="ROC", summation_method="interpolation", thresholds=None, multi_label=False,
               num_labels=None, label_weights=None, from_logits=False)
 

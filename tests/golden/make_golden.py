@@ -563,6 +563,16 @@ METRIC_OBJECTS = [
     ("auc", "AUC", {}, "binary"),
     ("auc_coarse", "AUC", {"num_thresholds": 7}, "binary"),
     ("auc_onehot", "AUC", {}, "onehot"),
+    ("precision_top_k", "Precision", {"top_k": 2}, "onehot"),
+    ("recall_top_k", "Recall", {"top_k": 1}, "onehot"),
+    ("precision_class_id", "Precision", {"class_id": 1}, "binary"),
+    ("recall_class_id_top_k", "Recall", {"class_id": 2, "top_k": 2}, "onehot"),
+    ("precision_top_k_threshold", "Precision", {"top_k": 2, "thresholds": 0.3}, "onehot"),
+    ("auc_pr", "AUC", {"curve": "PR"}, "binary"),
+    ("auc_pr_minoring", "AUC", {"curve": "PR", "summation_method": "minoring", "num_thresholds": 11}, "binary"),
+    ("auc_majoring", "AUC", {"summation_method": "majoring", "num_thresholds": 9}, "binary"),
+    ("auc_thresholds", "AUC", {"thresholds": [0.2, 0.5, 0.7]}, "binary"),
+    ("auc_pr_onehot", "AUC", {"curve": "PR"}, "onehot"),
 ]
 
 
