@@ -177,11 +177,44 @@ class KerasAPIRunner:
             self.model.predict(self.x, batch_size=self.batch, verbose=0)
 
 
+def torch_resnet50(nn, classes=NUM_CLASSES):
+    """`resnet50` in PyTorch, layer for layer: Keras's 'valid' convolutions, 'same' 3x3 ones,
+    BatchNormalization with Keras's epsilon and momentum, the stem's zero padding and the final
+    'same' 2x2 average pooling (ceil mode, averaging only inside the image)."""
+
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+    class Block(nn.Module):
+        def __init__(self, c_in, f, filters, s=None):
+            super().__init__()
+            f1, f2, f3 = filters
+            self.main = nn.Sequential(nn.Conv2d(c_in, f1, 1, stride=s or 1), bn(f1), nn.ReLU(),
+                                      nn.Conv2d(f1, f2, f, padding=f // 2), bn(f2), nn.ReLU(),
+                                      nn.Conv2d(f2, f3, 1), bn(f3))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, f3, 1, stride=s), bn(f3)) if s is not None else None
+
+        def forward(self, x):
+            return nn.functional.relu(self.main(x) + (x if self.shortcut is None else self.shortcut(x)))
+
+    mods, c = [nn.ZeroPad2d(3), nn.Conv2d(IMAGE_SHAPE[2], 64, 7, stride=2), bn(64), nn.ReLU(), nn.MaxPool2d(3, 2)], 64
+    for filters, blocks, s in (([64, 64, 256], 3, 1), ([128, 128, 512], 4, 2), ([256, 256, 1024], 6, 2),
+                               ([512, 512, 2048], 3, 2)):
+        mods.append(Block(c, 3, filters, s=s))
+        mods += [Block(filters[2], 3, filters) for _ in range(blocks - 1)]
+        c = filters[2]
+    mods += [nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False), nn.Flatten(), nn.Linear(c, classes)]
+    return nn.Sequential(*mods)
+
+
 class TorchRunner:
     def __init__(self, layer_list, what, batch):
         import torch
         from torch import nn
         self.torch = torch
+        if layer_list is resnet50:
+            self.setup(torch_resnet50(nn), what, batch)
+            return
         mods, channels, spatial, flat = [], IMAGE_SHAPE[2], IMAGE_SHAPE[:2], None
         last_softmax = False
         for cls, args, kwargs in layer_list:
@@ -208,7 +241,11 @@ class TorchRunner:
                 mods.append(nn.ReLU())
             last_softmax = act == "softmax"  # folded into cross_entropy / applied in predict
         assert last_softmax
-        self.model = nn.Sequential(*mods)
+        self.setup(nn.Sequential(*mods), what, batch)
+
+    def setup(self, model, what, batch):
+        torch = self.torch
+        self.model = model
         opt_cls, opt_cfg = OPTIMIZER
         assert opt_cls == "SGD"
         self.opt = torch.optim.SGD(self.model.parameters(), lr=opt_cfg["learning_rate"])
@@ -390,8 +427,7 @@ def run_benchmark(args, impls):
     all_impls = impls
     for case in args.cases:
         model, _, _, default_steps, desc = CASES[case]
-        # bench.py has no PyTorch version of the functional models yet.
-        impls = [i for i in all_impls if not (i == "torch" and callable(model))]
+        impls = list(all_impls)
         steps = max(1, round(default_steps * args.steps_scale))
         print(f"== {case}: {desc} ({args.rounds} rounds x {steps} steps)", flush=True)
         workers = {}
