@@ -304,7 +304,7 @@ impl Model {
                     reducer.ready[i] = Some(flatten(&values, weight as f32)?);
                     reducer.advance()
                 })?;
-                (self.sums(&value, &y, &out)?, share)
+                (self.sums(&value, &y, &out, w.as_ref())?, share)
             }
             None => (vec![0.0; self.sums_width()], 0.0),
         };

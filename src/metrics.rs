@@ -72,9 +72,15 @@ const NEG_INF: f64 = -1e10;
 pub struct Metric {
     pub name: String,
     pub kind: MetricKind,
-    /// What `compile_config` saves: the name it logs under, or the object's `{"class_name", "config"}`.
+    /// What `compile_config` saves: the name it logs under, or the object's `{"class_name", "config"}`
+    /// (a weighted metric's wrapped in `{"class_name": "kandle>Weighted", "config": {"metric": ...}}`).
     pub source: Value,
+    /// Keras's `weighted_metrics=`: each sample counts with its sample/class weight.
+    pub weighted: bool,
 }
+
+/// The class name that marks an entry of `weighted_metrics` among the compiled metrics.
+pub const WEIGHTED: &str = "kandle>Weighted";
 
 fn count(t: Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?)
@@ -114,7 +120,7 @@ impl Metric {
                 )))
             }
         };
-        Ok(Metric { name: log_name.to_string(), kind, source: Value::String(log_name.to_string()) })
+        Ok(Metric { name: log_name.to_string(), kind, source: Value::String(log_name.to_string()), weighted: false })
     }
 
     /// What `compile_config` stores: a name, or a Keras 3 metric object's `{"class_name", "config"}`.
@@ -124,9 +130,16 @@ impl Metric {
         }
         let class = v["class_name"].as_str().unwrap_or("<missing class_name>");
         let cfg = &v["config"];
+        if class == WEIGHTED {
+            let inner = Self::from_value(&cfg["metric"])?;
+            if matches!(inner.kind, MetricKind::Graph(_)) {
+                return Err(Error::Value(format!("kandle does not implement Python metrics in `weighted_metrics` yet (\"{}\"); pass it in `metrics`", inner.name)));
+            }
+            return Ok(Metric { weighted: true, source: v.clone(), ..inner });
+        }
         if class == "kandle>GraphMetric" {
             let i = graph::register(v)?;
-            return Ok(Metric { name: crate::symbolic::table::get(i).name.to_string(), kind: MetricKind::Graph(i), source: v.clone() });
+            return Ok(Metric { name: crate::symbolic::table::get(i).name.to_string(), kind: MetricKind::Graph(i), source: v.clone(), weighted: false });
         }
         let num = |key: &str, default: f64| cfg.get(key).and_then(Value::as_f64).unwrap_or(default);
         let threshold = |default: f64| -> Result<f64> {
@@ -171,11 +184,20 @@ impl Metric {
             other => return Err(Error::Value(format!("kandle does not implement the metric keras.metrics.{other} yet"))),
         };
         let name = cfg.get("name").and_then(Value::as_str).unwrap_or(default_name).to_string();
-        Ok(Metric { name, kind, source: v.clone() })
+        Ok(Metric { name, kind, source: v.clone(), weighted: false })
     }
 
     /// How many statistics the metric adds up per batch.
     pub fn width(&self) -> usize {
+        match self.kind {
+            MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
+            MetricKind::Auc(_) | MetricKind::Graph(_) => self.unweighted_width(),
+            _ if self.weighted => 2, // the weighted sum and the sum of the weights
+            _ => 1,
+        }
+    }
+
+    fn unweighted_width(&self) -> usize {
         match self.kind {
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
             MetricKind::Auc(ref a) => 4 * a.thresholds.len(),
@@ -184,8 +206,29 @@ impl Metric {
         }
     }
 
-    /// The batch's statistics. `y` holds class indices when `sparse_y`; for `Mean`, `p` holds the values.
-    pub fn batch_stats(&self, y: &Tensor, p: &Tensor, sparse_y: bool) -> Result<Vec<f64>> {
+    /// The batch's statistics. `y` holds class indices when `sparse_y`; for `Mean`, `p` holds the values;
+    /// `w` (one per sample) weights a `weighted` metric's samples (none: every weight 1).
+    pub fn batch_stats(&self, y: &Tensor, p: &Tensor, sparse_y: bool, w: Option<&Tensor>) -> Result<Vec<f64>> {
+        let n = p.dim(0)?;
+        let w = match (self.weighted, w) {
+            (true, Some(w)) => Some(w.flatten_all()?.to_dtype(DType::F64)?),
+            (true, None) => Some(Tensor::ones(n, DType::F64, p.device())?),
+            (false, _) => None,
+        };
+        let Some(w) = w else { return self.stats(y, p, sparse_y, None) };
+        self.stats(y, p, sparse_y, Some(&w))
+    }
+
+    /// Per-sample values `v` as the statistics: `[sum v]`, or `[sum w v, sum w]` when weighted.
+    fn sample_sums(v: Tensor, w: Option<&Tensor>) -> Result<Vec<f64>> {
+        let v = v.to_dtype(DType::F64)?.flatten_all()?;
+        Ok(match w {
+            None => vec![count(v)?],
+            Some(w) => vec![count(v.mul(w)?)?, count(w.clone())?],
+        })
+    }
+
+    fn stats(&self, y: &Tensor, p: &Tensor, sparse_y: bool, w: Option<&Tensor>) -> Result<Vec<f64>> {
         let y_class = || -> Result<Tensor> {
             Ok(if sparse_y { y.flatten_all()?.to_dtype(DType::U32)? } else { y.argmax(D::Minus1)? })
         };
@@ -209,43 +252,56 @@ impl Metric {
             }
             Ok((p.flatten_all()?.to_dtype(DType::F64)?.gt(c.threshold)?.to_dtype(DType::F64)?, y.flatten_all()?.ne(0.0)?.to_dtype(DType::F64)?))
         };
+        // A weighted metric's per-element weights: each sample's weight over its columns.
+        let element_weights = |elements: usize| -> Result<Option<Vec<f64>>> {
+            let Some(w) = w else { return Ok(None) };
+            let n = w.elem_count().max(1);
+            Ok(Some(w.unsqueeze(1)?.broadcast_as((n, elements / n))?.flatten_all()?.to_vec1::<f64>()?))
+        };
+        let weighted_count = |t: Tensor| -> Result<f64> {
+            match element_weights(t.elem_count())? {
+                None => count(t),
+                Some(ew) => Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.iter().zip(&ew).map(|(a, b)| a * b).sum()),
+            }
+        };
         Ok(match kind {
             MetricKind::Graph(i) => graph::batch_stats(i, y, p)?,
             MetricKind::Accuracy => unreachable!("resolved above"),
             MetricKind::Equal => {
                 let y = if y.dims() == p.dims() { y.clone() } else { y.reshape(p.shape())? };
-                vec![count(p.eq(&y)?.to_dtype(DType::F64)?.flatten_from(1)?.mean(D::Minus1)?)?]
+                Self::sample_sums(p.eq(&y)?.to_dtype(DType::F64)?.flatten_from(1)?.mean(D::Minus1)?, w)?
             }
             MetricKind::CategoricalAccuracy | MetricKind::SparseCategoricalAccuracy => {
-                vec![count(p.argmax(D::Minus1)?.eq(&y_class()?)?)?]
+                Self::sample_sums(p.argmax(D::Minus1)?.eq(&y_class()?)?, w)?
             }
             MetricKind::BinaryAccuracy(t) => {
                 let pred = p.gt(t)?.to_dtype(p.dtype())?;
-                vec![count(pred.eq(y)?.to_dtype(DType::F64)?.mean(D::Minus1)?)?]
+                Self::sample_sums(pred.eq(y)?.to_dtype(DType::F64)?.mean(D::Minus1)?, w)?
             }
             MetricKind::TopKCategoricalAccuracy(k) => {
                 // In top k when fewer than k classes score strictly higher (ties count as in, as in TF).
                 let target = p.gather(&y_class()?.unsqueeze(1)?, 1)?;
                 let higher = p.broadcast_gt(&target)?.to_dtype(DType::F64)?.sum(D::Minus1)?;
-                vec![count(higher.lt(k as f64)?)?]
+                Self::sample_sums(higher.lt(k as f64)?, w)?
             }
-            MetricKind::MeanSquaredError => vec![count(p.sub(y)?.sqr()?.mean(D::Minus1)?)?],
-            MetricKind::MeanAbsoluteError => vec![count(p.sub(y)?.abs()?.mean(D::Minus1)?)?],
+            MetricKind::MeanSquaredError => Self::sample_sums(p.sub(y)?.sqr()?.mean(D::Minus1)?, w)?,
+            MetricKind::MeanAbsoluteError => Self::sample_sums(p.sub(y)?.abs()?.mean(D::Minus1)?, w)?,
             MetricKind::Mean => vec![count(p.clone())?, p.elem_count() as f64],
             MetricKind::Precision(ref c) => {
                 let (pred, actual) = positives(c)?;
-                vec![count(pred.mul(&actual)?)?, count(pred)?]
+                vec![weighted_count(pred.mul(&actual)?)?, weighted_count(pred)?]
             }
             MetricKind::Recall(ref c) => {
                 let (pred, actual) = positives(c)?;
-                vec![count(pred.mul(&actual)?)?, count(actual)?]
+                vec![weighted_count(pred.mul(&actual)?)?, weighted_count(actual)?]
             }
             MetricKind::Auc(ref a) => {
                 let (pv, yv) = (p.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?, y.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                let ew = element_weights(pv.len())?.unwrap_or_else(|| vec![1.0; pv.len()]);
                 let n = a.thresholds.len();
                 let mut stats = vec![0.0; 4 * n];
                 for (i, &t) in a.thresholds.iter().enumerate() {
-                    for (&pi, &yi) in pv.iter().zip(&yv) {
+                    for ((&pi, &yi), &wi) in pv.iter().zip(&yv).zip(&ew) {
                         let (pred, pos) = (pi > t, yi != 0.0); // Keras casts the targets to bool
                         let slot = match (pred, pos) {
                             (true, true) => 0,
@@ -253,7 +309,7 @@ impl Metric {
                             (false, false) => 2,
                             (false, true) => 3,
                         };
-                        stats[slot * n + i] += 1.0;
+                        stats[slot * n + i] += wi;
                     }
                 }
                 stats
@@ -267,6 +323,7 @@ impl Metric {
             MetricKind::Graph(i) => graph::value(i, stats, count),
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => divide_no_nan(stats[0], stats[1]),
             MetricKind::Auc(ref a) => auc_value(a, stats),
+            _ if self.weighted => divide_no_nan(stats[0], stats[1]),
             _ => stats[0] / count.max(1.0),
         }
     }

@@ -235,7 +235,23 @@ impl Model {
     }
 
     pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[String]) -> Result<()> {
-        let metrics = metrics.iter().map(|m| Metric::resolve(m)).collect::<Result<Vec<_>>>()?;
+        let mut metrics = metrics.iter().map(|m| Metric::resolve(m)).collect::<Result<Vec<_>>>()?;
+        // Keras 3's log names: a repeated name gets `_1`, `_2`, ...; a weighted metric whose name is
+        // taken becomes `weighted_<name>` first.
+        let mut used: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for m in metrics.iter_mut() {
+            let mut name = m.name.clone();
+            if used.contains_key(&name) && m.weighted {
+                name = format!("weighted_{name}");
+            }
+            if let Some(k) = used.get_mut(&name) {
+                let renamed = format!("{name}_{k}");
+                *k += 1;
+                name = renamed;
+            }
+            used.entry(name.clone()).or_insert(1);
+            m.name = name;
+        }
         self.compiled = Some(Compiled { loss, metrics, optimizer });
         Ok(())
     }
@@ -442,12 +458,12 @@ impl Model {
         1 + self.compiled.as_ref().map_or(0, |c| c.metrics.iter().map(|m| m.width()).sum())
     }
 
-    pub(crate) fn sums(&self, loss: &Tensor, y: &Tensor, out: &Tensor) -> Result<StepSums> {
+    pub(crate) fn sums(&self, loss: &Tensor, y: &Tensor, out: &Tensor, w: Option<&Tensor>) -> Result<StepSums> {
         let compiled = self.require_compiled()?;
         let n = out.dim(0)? as f64;
         let mut sums = vec![loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * n];
         for m in &compiled.metrics {
-            sums.extend(m.batch_stats(y, out, compiled.loss.sparse())?);
+            sums.extend(m.batch_stats(y, out, compiled.loss.sparse(), w)?);
         }
         Ok(sums)
     }
@@ -502,7 +518,7 @@ impl Model {
             })?
         };
         compiled.optimizer.finish_step();
-        self.sums(&loss, &y, &out)
+        self.sums(&loss, &y, &out, w)
     }
 
     /// Loss and metrics on one batch, without training (the loss weighted by `w` when given; the
@@ -514,7 +530,7 @@ impl Model {
         let loss_kind = self.require_compiled()?.loss;
         let (out, pre, act) = self.forward_full(&self.cast(xs)?)?;
         let loss = loss_kind.reduce_weighted(&loss_kind.per_sample(&y, &out, &pre, act)?, w.as_ref())?;
-        self.sums(&loss, &y, &out)
+        self.sums(&loss, &y, &out, w.as_ref())
     }
 
     /// Sets the optimizer's state from outside (a Keras file): each trained weight's slots, in

@@ -41,4 +41,21 @@ def run(keras):
     out["sparse_loss"] = np.array(h.history["loss"])
     out["sparse_weights"] = np.concatenate([w.ravel() for w in m.get_weights()])
     out["tob"] = np.array(model().train_on_batch(x[:8], y[:8], sample_weight=sw[:8]))
+    # weighted_metrics: the same metrics weighted by sample_weight / class_weight (Keras names a taken
+    # name weighted_<name>); fit, then evaluate with and without weights.
+    m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+                          keras.layers.Dense(3, activation="softmax")])
+    m.set_weights(weights)
+    m.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy", metrics=["acc"],
+              weighted_metrics=["acc", "mse", keras.metrics.Precision(name="prec"),
+                                keras.metrics.AUC(num_thresholds=20, name="auc20")])
+    h = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, sample_weight=sw)
+    keys = sorted(h.history)
+    out["wm_keys"] = np.array(" ".join(keys))
+    out["wm_history"] = np.array([h.history[k] for k in keys], dtype=np.float64)
+    for name, kwargs in (("sw", {"sample_weight": sw}), ("none", {})):
+        e = m.evaluate(x, y, batch_size=16, verbose=0, return_dict=True, **kwargs)
+        out[f"wm_eval_{name}"] = np.array([e[k] for k in keys if not k.startswith("val_")], dtype=np.float64)
+    h = m.fit(x[:32], y[:32], batch_size=8, epochs=1, shuffle=False, verbose=0, class_weight={0: 1.0, 1: 3.0, 2: 0.5})
+    out["wm_cw_history"] = np.array([h.history[k] for k in keys], dtype=np.float64)
     return out

@@ -27,6 +27,19 @@ def test_matches_keras(both, key):
     np.testing.assert_allclose(mine[key], keras[key], rtol=1e-4, atol=1e-5)
 
 
+def test_weighted_metrics_match_keras(both):
+    keras, mine = both
+    alias = {"mean_squared_error": "mse"}  # kandle logs 'mse' under the tutorial's (Keras 2) name
+    assert [alias.get(k, k) for k in str(mine["wm_keys"]).split()] == str(keras["wm_keys"]).split()
+    for key in ("wm_history", "wm_eval_sw", "wm_eval_none", "wm_cw_history"):
+        np.testing.assert_allclose(mine[key], keras[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # Weighted and unweighted accuracy differ under sample weights, and agree without them.
+    keys = str(mine["wm_keys"]).split()
+    acc, wacc = keys.index("acc"), keys.index("weighted_acc")
+    assert mine["wm_eval_sw"][acc] != mine["wm_eval_sw"][wacc]
+    assert mine["wm_eval_none"][acc] == mine["wm_eval_none"][wacc]
+
+
 def test_weights_change_the_result(both):
     _, mine = both
     x, y, _, _, weights = cases.data()
@@ -74,3 +87,29 @@ def test_feed_batches_carry_weights():
     assert feed.evaluate(batches, verbose=0) == pytest.approx(arrays.evaluate(x, y, sample_weight=sw, verbose=0))
     with pytest.raises(ValueError, match="cannot `class_weight` and `sample_weight` at the same time"):
         fresh().fit(batches, epochs=1, verbose=0, class_weight={0: 1, 1: 2, 2: 3})
+
+
+def test_weighted_metrics_are_saved_and_exported(tmp_path):
+    import json
+    import zipfile
+
+    x, y, _, sw, weights = cases.data()
+    m = kandle.Sequential([kandle.Input((6,)), kandle.layers.Dense(5, activation="relu"),
+                           kandle.layers.Dense(3, activation="softmax")])
+    m.set_weights(weights)
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["acc"],
+              weighted_metrics=["acc", kandle.metrics.Precision(name="prec")])
+    assert m.metrics_names == ["loss", "acc", "weighted_acc", "prec"]
+    want = m.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    m.save(tmp_path / "m.kandle")
+    loaded = kandle.models.load_model(tmp_path / "m.kandle")
+    assert loaded.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True) == want
+    m.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+        compile_config = json.loads(zf.read("config.json"))["compile_config"]
+    assert compile_config["metrics"] == ["acc"]
+    assert compile_config["weighted_metrics"][0] == "acc" and compile_config["weighted_metrics"][1]["class_name"] == "Precision"
+    back = kandle.models.load_model(tmp_path / "m.keras")
+    assert back.metrics_names == ["loss", "acc", "weighted_acc", "prec"]
+    with pytest.raises(ValueError, match="Python metrics in `weighted_metrics`"):
+        m.compile(optimizer="sgd", loss="mse", weighted_metrics=[lambda t, p: kandle.ops.mean(p)])

@@ -155,6 +155,32 @@ def identifier(metric):
     raise ValueError(f"Could not interpret metric identifier: {metric!r}")
 
 
+def weighted_identifier(metric):
+    """What ``compile`` hands the core for one entry of ``weighted_metrics=[...]``: the metric's
+    identifier marked as weighted by the sample and class weights."""
+    inner = identifier(metric)
+    inner = json.loads(inner) if inner.startswith("{") else inner
+    return json.dumps({"class_name": WEIGHTED, "config": {"metric": inner}})
+
+
+WEIGHTED = "kandle>Weighted"
+
+
+def split_weighted(specs):
+    """A compile config's metric entries as Keras keeps them: (metrics, weighted_metrics)."""
+    def value(spec):
+        return json.loads(spec) if isinstance(spec, str) and spec.startswith("{") else spec
+
+    plain, weighted = [], []
+    for spec in specs:
+        v = value(spec)
+        if isinstance(v, dict) and v.get("class_name") == WEIGHTED:
+            weighted.append(v["config"]["metric"])
+        else:
+            plain.append(spec)
+    return plain, weighted
+
+
 def _function(name, spec):
     def metric(y_true, y_pred):
         """Per-sample values, as Keras 3's metric functions return."""

@@ -50,7 +50,7 @@ impl MetricState {
             )));
         }
         let y = if y.dims() != p.dims() && !sparse && self.metric.kind != MetricKind::Mean { y.reshape(p.shape()).map_err(crate::Error::from)? } else { y };
-        let stats = self.metric.batch_stats(&y, &p, sparse)?;
+        let stats = self.metric.batch_stats(&y, &p, sparse, None)?;
         self.sums.iter_mut().zip(&stats).for_each(|(a, b)| *a += b);
         self.count += if self.metric.kind == MetricKind::Mean { p.elem_count() } else { n };
         Ok(())

@@ -345,14 +345,18 @@ class Model:
                 run_eagerly=None, steps_per_execution=None, jit_compile=None, **kwargs):
         if loss is None:
             raise ValueError("compile: `loss` is required (kandle trains with a loss by its Keras name)")
-        for key, value in (("loss_weights", loss_weights), ("weighted_metrics", weighted_metrics)):
-            if value is not None:
-                raise ValueError(f"compile: `{key}` is not supported yet")
+        if loss_weights is not None:
+            raise ValueError("compile: `loss_weights` is not supported yet")
         opt = optimizers.get(optimizer)
         # Python metrics, like a Python loss, are recorded once the output shape is known.
         from kandle.metrics_custom import is_python_metric
-        self._metric_objects = list(metrics or [])
+        for m in weighted_metrics or []:
+            if is_python_metric(m):
+                raise ValueError(f"kandle does not implement Python metrics in `weighted_metrics` yet ({m!r}); "
+                                 "pass it in `metrics`")
+        self._metric_objects = list(metrics or []) + list(weighted_metrics or [])
         metric_names = [None if is_python_metric(m) else metrics_module.identifier(m) for m in metrics or []]
+        metric_names += [metrics_module.weighted_identifier(m) for m in weighted_metrics or []]
         # A Python loss is recorded when the output shape is known (_apply_compile).
         loss_name = None if losses.is_python_loss(loss) else losses.name_of(loss)
         # Check names now, even before the model is built, as Keras does.

@@ -93,13 +93,20 @@ def keras_config(model):
             loss = get_registered_name(model.loss) if isinstance(model.loss, type) or hasattr(model.loss, "call") \
                 else getattr(model.loss, "__name__", "custom_loss")
         serialized = opt._serialize()
+        from kandle.metrics import split_weighted
+
+        entries = list(zip(metrics, getattr(model, "_metric_objects", None) or metrics))
+        plain_ids, weighted_ids = split_weighted([m for m, _ in entries])
+        plain = [(m, obj) for m, obj in entries if m is None or m in plain_ids]
         out["compile_config"] = {
             "optimizer": _keras_object("keras.optimizers", serialized),
             "loss": _identifier("keras.losses", loss), "loss_weights": None,
             "metrics": [_identifier("keras.metrics", m) if m is not None else
                         getattr(obj, "name", None) or getattr(obj, "__name__", "custom_metric")
-                        for m, obj in zip(metrics, getattr(model, "_metric_objects", None) or metrics)] or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+                        for m, obj in plain] or None,
+            "weighted_metrics": [_identifier("keras.metrics", m if isinstance(m, str) else json.dumps(m))
+                                 for m in weighted_ids] or None,
+            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     return out
 
 

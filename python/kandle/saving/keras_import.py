@@ -175,6 +175,14 @@ def _name(identifier, what):
         if what == "loss":
             if identifier.get("class_name") in losses._CLASSES:
                 return losses.name_of(losses.deserialize(identifier))
+        if what == "metric":  # a metric object kandle has: rebuilt with its configuration
+            from kandle import metrics as metrics_module
+            cls = getattr(metrics_module, str(identifier.get("class_name")), None)
+            if isinstance(cls, type) and issubclass(cls, metrics_module.Metric) and isinstance(cfg, dict):
+                try:
+                    return cls(**cfg)
+                except (TypeError, ValueError):
+                    pass  # by its name below
         if isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
             return cfg["name"]
         if isinstance(cfg, str):
@@ -190,11 +198,14 @@ def _compile(model, compile_config, path):
         if isinstance(opt, dict):
             opt = {"class_name": opt.get("class_name"),
                    "config": {k: v for k, v in (opt.get("config") or {}).items() if k not in _OPTIMIZER_ONLY_KERAS}}
-        metrics = []
-        for m in compile_config.get("metrics") or []:
-            metrics.extend(m if isinstance(m, list) else [m])
+        def flat(key):
+            out = []
+            for m in compile_config.get(key) or []:
+                out.extend(m if isinstance(m, list) else [m])
+            return [_name(m, "metric") for m in out if m is not None]
+
         model.compile(optimizer=optimizers.get(opt), loss=_name(compile_config["loss"], "loss"),
-                      metrics=[_name(m, "metric") for m in metrics if m is not None])
+                      metrics=flat("metrics"), weighted_metrics=flat("weighted_metrics") or None)
     except (KeyError, TypeError, ValueError) as e:
         warnings.warn(f"'{path}': its compile configuration could not be restored ({e}); the model is loaded "
                       "uncompiled: call model.compile(...) before training it", stacklevel=3)
