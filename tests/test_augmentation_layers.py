@@ -8,6 +8,7 @@ import pytest
 
 import kandle
 from kandle import layers, models
+from test_preprocessing_layers import assert_streams_resume
 
 
 def augmented_in_fit(layer, x):
@@ -72,22 +73,10 @@ def test_seeded_saved_and_resumed(tmp_path):
     rng = np.random.default_rng(3)
     x, y = rng.random((32, 8, 8, 1), dtype=np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 32)]
 
-    def trained(path=None):
-        kandle.utils.set_random_seed(3)
-        m = models.Sequential([layers.Input((8, 8, 1)), layers.RandomRotation(0.2, seed=1),
-                               layers.RandomTranslation(0.1, 0.2, seed=2), layers.RandomZoom(0.2, seed=3),
-                               layers.RandomCrop(6, 6, seed=4), layers.Flatten(), layers.Dense(2, activation="softmax")])
-        m.compile(optimizer="sgd", loss="categorical_crossentropy")
-        m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-        if path:
-            m.save(path)
-            m = models.load_model(path)
-        m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-        return m
-
-    a, b = trained(), trained(tmp_path / "m.kandle")
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_array_equal(wa, wb)  # every stream resumed where it was
+    b = assert_streams_resume(lambda: [layers.Input((8, 8, 1)), layers.RandomRotation(0.2, seed=1),
+                                       layers.RandomTranslation(0.1, 0.2, seed=2), layers.RandomZoom(0.2, seed=3),
+                                       layers.RandomCrop(6, 6, seed=4), layers.Flatten(),
+                                       layers.Dense(2, activation="softmax")], x, y, 8, tmp_path / "m.kandle")
     assert [type(l).__name__ for l in b.layers[:4]] == ["RandomRotation", "RandomTranslation", "RandomZoom", "RandomCrop"]
     assert b.layers[1].get_config()["width_factor"] == 0.2 and b.layers[0].get_config()["fill_mode"] == "reflect"
 

@@ -123,21 +123,27 @@ def test_random_flip_is_seeded_and_saved(tmp_path):
     rng = np.random.default_rng(1)
     x, y = rng.random((64, 4, 4, 2), dtype=np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
 
+    assert_streams_resume(lambda: [layers.Input((4, 4, 2)), layers.RandomFlip(seed=11), layers.Flatten(),
+                                   layers.Dense(2, activation="softmax")], x, y, 16, tmp_path / "m.kandle")
+
+
+def assert_streams_resume(make_layers, x, y, batch_size, path):
+    """Two epochs of a seeded model, straight and with a save/load between them, end on the same
+    weights: the random layers' streams resume where they were. Returns the reloaded model."""
     def trained(path=None):
         kandle.utils.set_random_seed(3)
-        m = models.Sequential([layers.Input((4, 4, 2)), layers.RandomFlip(seed=11), layers.Flatten(),
-                               layers.Dense(2, activation="softmax")])
+        m = models.Sequential(make_layers())
         m.compile(optimizer="sgd", loss="categorical_crossentropy")
-        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
         if path:
             m.save(path)
             m = models.load_model(path)
-        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-        return m.get_weights()
+        m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+        return m
 
-    a, b = trained(), trained(tmp_path / "m.kandle")
-    for wa, wb in zip(a, b):
-        np.testing.assert_array_equal(wa, wb)  # the flip stream resumed where it was
+    for wa, wb in zip(trained().get_weights(), (b := trained(path)).get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    return b
 
 
 def test_in_a_keras_io_style_model():
