@@ -123,6 +123,13 @@ impl Metric {
         Ok(Metric { name: log_name.to_string(), kind, source: Value::String(log_name.to_string()), weighted: false })
     }
 
+    /// A metric object used on its own (`update_state(y_true, y_pred, sample_weight)`): Keras's take
+    /// a sample weight at any update, so its statistics are always the weighted ones (weights of 1
+    /// where none is given, which gives the unweighted values).
+    pub fn standalone(spec: &str) -> Result<Self> {
+        Ok(Metric { weighted: true, ..Self::resolve(spec)? })
+    }
+
     /// What `compile_config` stores: a name, or a Keras 3 metric object's `{"class_name", "config"}`.
     pub fn from_value(v: &Value) -> Result<Self> {
         if let Some(name) = v.as_str() {
@@ -286,7 +293,13 @@ impl Metric {
             }
             MetricKind::MeanSquaredError => Self::sample_sums(p.sub(y)?.sqr()?.mean(D::Minus1)?, w)?,
             MetricKind::MeanAbsoluteError => Self::sample_sums(p.sub(y)?.abs()?.mean(D::Minus1)?, w)?,
-            MetricKind::Mean => vec![count(p.clone())?, p.elem_count() as f64],
+            MetricKind::Mean => match element_weights(p.elem_count())? {
+                None => vec![count(p.clone())?, p.elem_count() as f64],
+                Some(ew) => {
+                    let v = p.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    vec![v.iter().zip(&ew).map(|(a, b)| a * b).sum(), ew.iter().sum()]
+                }
+            },
             MetricKind::Precision(ref c) => {
                 let (pred, actual) = positives(c)?;
                 vec![weighted_count(pred.mul(&actual)?)?, weighted_count(pred)?]

@@ -21,11 +21,11 @@ def test_standalone_metric_matches_keras(case):
         assert metric.name == re.sub(r"_\d+$", "", spec["log_name"])
     got = []
     for b in range(3):
-        metric.update_state(FIXTURE[f"{case}__y{b}"], FIXTURE[f"{case}__p{b}"])
+        metric.update_state(FIXTURE[f"{case}__y{b}"], FIXTURE[f"{case}__p{b}"], sample_weight=FIXTURE.get(f"{case}__w{b}"))
         got.append(float(metric.result()))
     np.testing.assert_allclose(got, FIXTURE[f"{case}__results"], rtol=1e-5, atol=1e-6)
     metric.reset_state()
-    metric.update_state(FIXTURE[f"{case}__y0"], FIXTURE[f"{case}__p0"])
+    metric.update_state(FIXTURE[f"{case}__y0"], FIXTURE[f"{case}__p0"], sample_weight=FIXTURE.get(f"{case}__w0"))
     assert float(metric.result()) == pytest.approx(FIXTURE[f"{case}__results"][0], rel=1e-5, abs=1e-6)
 
 
@@ -74,7 +74,8 @@ def test_metric_objects_survive_save_and_load(tmp_path):
     (lambda: K.metrics.Precision(class_id=5).update_state(np.eye(3), np.eye(3)), ValueError, "class_id=5 is out of range"),
     (lambda: K.metrics.SparseCategoricalAccuracy().update_state(np.zeros((2, 3)), np.zeros((2, 3))), ValueError,
      "does not fit"),
-    (lambda: K.metrics.Mean().update_state([1.0], sample_weight=[1.0]), ValueError, "sample_weight"),
+    (lambda: K.metrics.Precision().update_state(np.eye(3), np.eye(3), sample_weight=[1.0, 2.0]), ValueError,
+     "sample_weight of shape"),
     (lambda: K.models.Sequential([K.layers.Input((2,)), K.layers.Dense(1)]).compile(
         loss="mse", metrics=[lambda y_true, y_pred: 0.5]), TypeError, "must compute its values with kandle.ops"),
 ])
@@ -89,5 +90,9 @@ def test_mean_and_metric_functions():
     m.update_state([1.0, 2.0])
     m.update_state(6.0)
     assert float(m.result()) == pytest.approx(3.0)
+    m.reset_state()
+    m.update_state([1.0, 2.0, 6.0], sample_weight=[3.0, 1.0, 0.0])
+    m.update_state(4.0, sample_weight=2.0)
+    assert float(m.result()) == pytest.approx(np.average([1, 2, 6, 4], weights=[3, 1, 0, 2]))
     got = K.metrics.categorical_accuracy(np.eye(3)[[0, 1]], np.array([[0.8, 0.1, 0.1], [0.8, 0.1, 0.1]]))
     assert got.tolist() == [1.0, 0.0]

@@ -41,11 +41,10 @@ class Metric:
         return json.dumps({"class_name": self._class_name, "config": self._config})
 
     def update_state(self, y_true, y_pred=None, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError("kandle does not implement sample_weight in metrics yet")
         pred = np.ascontiguousarray(y_pred, dtype=np.float32)
         true = np.ascontiguousarray(y_true, dtype=np.float32)
-        self._state.update(true, pred)
+        weights = None if sample_weight is None else np.ascontiguousarray(np.ravel(sample_weight), dtype=np.float32)
+        self._state.update(true, pred, weights)
 
     def result(self):
         return np.float32(self._state.result())
@@ -133,10 +132,10 @@ class Mean(Metric):
         super().__init__(name=name, dtype=dtype)
 
     def update_state(self, values, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError("kandle does not implement sample_weight in metrics yet")
         values = np.ascontiguousarray(np.atleast_1d(np.asarray(values, dtype=np.float32)))
-        self._state.update(values, values)
+        weights = None if sample_weight is None else np.ascontiguousarray(
+            np.broadcast_to(np.asarray(sample_weight, dtype=np.float32), values.shape).ravel())
+        self._state.update(values, values, weights)
 
 
 def identifier(metric):

@@ -19,7 +19,7 @@ impl MetricState {
     /// `spec`: a metric name or a metric object's `{"class_name", "config"}` as JSON.
     #[new]
     fn new(spec: &str) -> PyResult<Self> {
-        let metric = Metric::resolve(spec)?;
+        let metric = Metric::standalone(spec)?;
         let sums = vec![0.0; metric.width()];
         Ok(MetricState { metric, sums, count: 0 })
     }
@@ -31,8 +31,10 @@ impl MetricState {
 
     /// Adds a batch: `y_pred` (n, ...) and `y_true` shaped like it (class indices (n,) or (n, 1) for
     /// the sparse metric; ignored by Mean, whose values are `y_pred`).
-    fn update(&mut self, y_true: PyReadonlyArrayDyn<'_, f32>, y_pred: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
+    #[pyo3(signature = (y_true, y_pred, sample_weight=None))]
+    fn update(&mut self, y_true: PyReadonlyArrayDyn<'_, f32>, y_pred: PyReadonlyArrayDyn<'_, f32>, sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
         let (y, p) = (arrays::tensor(&y_true)?, arrays::tensor(&y_pred)?);
+        let w = sample_weight.map(|w| arrays::tensor(&w)).transpose()?;
         let n = p.dims().first().copied().unwrap_or(1);
         let sparse = self.metric.kind == MetricKind::SparseCategoricalAccuracy;
         let ok = match self.metric.kind {
@@ -50,7 +52,19 @@ impl MetricState {
             )));
         }
         let y = if y.dims() != p.dims() && !sparse && self.metric.kind != MetricKind::Mean { y.reshape(p.shape()).map_err(crate::Error::from)? } else { y };
-        let stats = self.metric.batch_stats(&y, &p, sparse, None)?;
+        if let Some(w) = &w {
+            let n_weights = w.elem_count();
+            let per_element = self.metric.kind == MetricKind::Mean && n_weights == p.elem_count();
+            if n_weights != n && !per_element {
+                return Err(PyValueError::new_err(format!(
+                    "{}: sample_weight of shape {:?} does not fit y_pred of shape {:?} (one weight per sample)",
+                    self.metric.name,
+                    w.dims(),
+                    p.dims()
+                )));
+            }
+        }
+        let stats = self.metric.batch_stats(&y, &p, sparse, w.as_ref())?;
         self.sums.iter_mut().zip(&stats).for_each(|(a, b)| *a += b);
         self.count += if self.metric.kind == MetricKind::Mean { p.elem_count() } else { n };
         Ok(())

@@ -590,15 +590,33 @@ def _metric_batch(rng, kind):
     return f32(rng.normal(0, 1, (n, 2))), f32(rng.normal(0, 1, (n, 2)))
 
 
+# Metric objects on their own with sample weights (update_state(y, p, sample_weight)).
+WEIGHTED_METRIC_OBJECTS = [
+    ("weighted_categorical_accuracy", "CategoricalAccuracy", {}, "onehot"),
+    ("weighted_top_k", "TopKCategoricalAccuracy", {"k": 2}, "onehot"),
+    ("weighted_mse", "MeanSquaredError", {}, "regression"),
+    ("weighted_precision", "Precision", {}, "binary"),
+    ("weighted_recall_top_k", "Recall", {"top_k": 2}, "onehot"),
+    ("weighted_auc", "AUC", {"num_thresholds": 11}, "binary"),
+    ("weighted_auc_pr", "AUC", {"curve": "PR"}, "binary"),
+]
+
+
 def make_metrics(rng):
     out = {"meta": np.array(META)}
-    for name, cls, config, kind in METRIC_OBJECTS:
+    cases = [(c, False) for c in METRIC_OBJECTS] + [(c, True) for c in WEIGHTED_METRIC_OBJECTS]
+    for (name, cls, config, kind), weighted in cases:
         metric = getattr(keras.metrics, cls)(**config)
         results = []
         for b in range(3):
             y, p = _metric_batch(rng, kind)
             out[f"{name}__y{b}"], out[f"{name}__p{b}"] = y, p
-            metric.update_state(y, p)
+            if weighted:
+                w = f32(rng.uniform(0.0, 2.0, len(y)))
+                out[f"{name}__w{b}"] = w
+                metric.update_state(y, p, sample_weight=w)
+            else:
+                metric.update_state(y, p)
             results.append(float(metric.result()))
         out[f"{name}__spec"] = jstr({"class_name": cls, "config": config, "log_name": metric.name})
         out[f"{name}__results"] = np.array(results, dtype=np.float64)
