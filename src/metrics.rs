@@ -198,17 +198,9 @@ impl Metric {
     pub fn width(&self) -> usize {
         match self.kind {
             MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
-            MetricKind::Auc(_) | MetricKind::Graph(_) => self.unweighted_width(),
-            _ if self.weighted => 2, // the weighted sum and the sum of the weights
-            _ => 1,
-        }
-    }
-
-    fn unweighted_width(&self) -> usize {
-        match self.kind {
-            MetricKind::Precision(_) | MetricKind::Recall(_) | MetricKind::Mean => 2,
             MetricKind::Auc(ref a) => 4 * a.thresholds.len(),
             MetricKind::Graph(i) => crate::symbolic::table::get(i).init.len().max(1),
+            _ if self.weighted => 2, // the weighted sum and the sum of the weights
             _ => 1,
         }
     }
@@ -222,8 +214,7 @@ impl Metric {
             (true, None) => Some(Tensor::ones(n, DType::F64, p.device())?),
             (false, _) => None,
         };
-        let Some(w) = w else { return self.stats(y, p, sparse_y, None) };
-        self.stats(y, p, sparse_y, Some(&w))
+        self.stats(y, p, sparse_y, w.as_ref())
     }
 
     /// Per-sample values `v` as the statistics: `[sum v]`, or `[sum w v, sum w]` when weighted.
