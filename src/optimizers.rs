@@ -311,9 +311,9 @@ impl Optimizer {
             // Keras applies it to every variable before any update; each touches only itself.
             var.set(&w.affine(1.0 - wd * lr, 0.0)?)?;
         }
-        if let (Rule::Sgd { momentum, .. }, Grad::Product { lhs, rhs }, Clip::None) = (&self.rule, grad, self.clip) {
+        if let (Rule::Sgd { momentum, .. }, Grad::Product { lhs, rhs, precision }, Clip::None) = (&self.rule, grad, self.clip) {
             if *momentum == 0.0 {
-                return Ok(sgd_update_tn(w, lhs, rhs, lr)?);
+                return Ok(sgd_update_tn(w, lhs, rhs, lr, *precision)?);
             }
         }
         let g = &match self.clip {
@@ -440,7 +440,7 @@ mod tests {
             assert_eq!(opt.iterations, 1);
             w.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
         };
-        let fused = run(Grad::Product { lhs: x.clone(), rhs: dy.clone() });
+        let fused = run(Grad::Product { lhs: x.clone(), rhs: dy.clone(), precision: Default::default() });
         let g = x.t().unwrap().matmul(&dy).unwrap();
         let expected = run(Grad::Value(g.clone()));
         let by_hand: Vec<f32> = w0.sub(&g.affine(0.1, 0.0).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();

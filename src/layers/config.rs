@@ -3,6 +3,7 @@
 
 use crate::activations::Activation;
 use crate::initializers::Initializer;
+use crate::ops::bf16::Precision;
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 
@@ -120,6 +121,27 @@ impl<'a> Cfg<'a> {
         match self.get(key) {
             None => Initializer::from_json(&Value::String(default.into())),
             Some(v) => Initializer::from_json(v).map_err(|e| Error::Value(format!("{}: `{key}`: {e}", self.class))),
+        }
+    }
+
+    /// The layer's dtype policy (Keras 3's `dtype=`: a name or a serialized `DTypePolicy`) as the
+    /// precision of its products: 'float32' (the default) or 'mixed_bfloat16' (float32 variables,
+    /// bfloat16 products).
+    pub fn precision(&self) -> Result<Precision> {
+        let Some(v) = self.get("dtype") else { return Ok(Precision::Full) };
+        let name = match v {
+            Value::String(s) => Some(s.as_str()),
+            Value::Object(o) => o.get("config").and_then(|c| c.get("name")).and_then(Value::as_str),
+            _ => None,
+        };
+        match name {
+            Some("float32") => Ok(Precision::Full),
+            Some("mixed_bfloat16") => Ok(Precision::Bf16),
+            Some(other) => Err(Error::Value(format!(
+                "{}: kandle does not implement the dtype policy '{other}' yet (it has 'float32' and 'mixed_bfloat16')",
+                self.class
+            ))),
+            None => Err(self.err("dtype", "a dtype policy name or a DTypePolicy config", v)),
         }
     }
 

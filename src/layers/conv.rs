@@ -1,12 +1,13 @@
 //! Conv2D, channels last, as im2col + one GEMM against the Keras kernel `(kh, kw, in, out)`.
 
 use super::{
-    bias_or_zeros, image, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra,
+    with_policy, bias_or_zeros, image, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra,
     Gradients, Layer, Saved, Shapes,
 };
 use crate::activations::Activation;
 use crate::error::keras_shape;
 use crate::initializers::Initializer;
+use crate::ops::bf16::Precision;
 use crate::ops::conv::{conv2d, conv2d_backward};
 use crate::ops::Window;
 use crate::{Error, Result};
@@ -23,6 +24,7 @@ pub struct Conv2dConfig {
     pub use_bias: bool,
     pub kernel_initializer: Initializer,
     pub bias_initializer: Initializer,
+    pub precision: Precision,
 }
 
 impl Conv2dConfig {
@@ -42,11 +44,12 @@ impl Conv2dConfig {
             use_bias: cfg.boolean("use_bias", true)?,
             kernel_initializer: cfg.initializer("kernel_initializer", "glorot_uniform")?,
             bias_initializer: cfg.initializer("bias_initializer", "zeros")?,
+            precision: cfg.precision()?,
         })
     }
 
     pub fn to_json(&self, name: &str) -> Value {
-        json!({
+        with_policy(json!({
             "name": name, "trainable": true, "filters": self.filters,
             "kernel_size": [self.kernel_size.0, self.kernel_size.1],
             "strides": [self.strides.0, self.strides.1],
@@ -54,7 +57,7 @@ impl Conv2dConfig {
             "dilation_rate": [1, 1], "activation": self.activation.name(), "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer.to_json(),
             "bias_initializer": self.bias_initializer.to_json(),
-        })
+        }), self.precision)
     }
 }
 
@@ -117,7 +120,7 @@ impl Conv2D {
     fn compute(&self, x: &Tensor, activated: bool, keep_cols: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (fused, rest) = split_activation(self.cfg.activation, activated);
         let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.filters, &self.kernel)?;
-        let (y, cols) = conv2d(x, self.kernel.as_tensor(), &bias, self.win, fused, keep_cols)?;
+        let (y, cols) = conv2d(x, self.kernel.as_tensor(), &bias, self.win, fused, keep_cols, self.cfg.precision)?;
         Ok((rest.apply(&y)?, cols))
     }
 }
@@ -158,7 +161,7 @@ impl Layer for Conv2D {
     fn backward(&self, saved: &Saved, grad: &Tensor, input_grads: &[bool]) -> Result<Gradients> {
         let cols = saved.extra.get::<Tensor>();
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
-        let (dx, dw, db) = conv2d_backward(saved.input(), cols, self.kernel.as_tensor(), &dpre, self.win, input_grads[0])?;
+        let (dx, dw, db) = conv2d_backward(saved.input(), cols, self.kernel.as_tensor(), &dpre, self.win, input_grads[0], self.cfg.precision)?;
         Ok(Gradients::kernel_and_bias(dx, dw, self.bias.is_some().then_some(db)))
     }
 }

@@ -1,9 +1,10 @@
 //! Dense and Activation: the layers of a plain dense network.
 
 use super::{
-    bias_or_zeros, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra, Grad,
+    with_policy, bias_or_zeros, incompatible, new_weight, shapes_accessors, single, split_activation, Arity, Cfg, Entry, Extra, Grad,
     Gradients, Layer, Saved, Shapes,
 };
+use crate::ops::bf16::Precision;
 use crate::ops::linear::{self, linear};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
@@ -18,6 +19,7 @@ pub struct DenseConfig {
     pub use_bias: bool,
     pub kernel_initializer: Initializer,
     pub bias_initializer: Initializer,
+    pub precision: Precision,
 }
 
 impl DenseConfig {
@@ -28,15 +30,16 @@ impl DenseConfig {
             use_bias: cfg.boolean("use_bias", true)?,
             kernel_initializer: cfg.initializer("kernel_initializer", "glorot_uniform")?,
             bias_initializer: cfg.initializer("bias_initializer", "zeros")?,
+            precision: cfg.precision()?,
         })
     }
 
     pub fn to_json(&self, name: &str) -> Value {
-        json!({
+        with_policy(json!({
             "name": name, "trainable": true, "units": self.units, "activation": self.activation.name(),
             "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer.to_json(),
             "bias_initializer": self.bias_initializer.to_json(),
-        })
+        }), self.precision)
     }
 }
 
@@ -103,7 +106,7 @@ impl Dense {
     fn compute(&self, x: &Tensor, activated: bool) -> Result<Tensor> {
         let (fused, rest) = split_activation(self.cfg.activation, activated);
         let bias = bias_or_zeros(self.bias.as_ref(), self.cfg.units, &self.kernel)?;
-        let y = rest.apply(&linear(&as_matrix(x)?, self.kernel.as_tensor(), &bias, fused)?)?;
+        let y = rest.apply(&linear(&as_matrix(x)?, self.kernel.as_tensor(), &bias, fused, self.cfg.precision)?)?;
         let mut out = x.dims().to_vec();
         *out.last_mut().unwrap() = self.cfg.units;
         Ok(y.reshape(out)?)
@@ -143,9 +146,9 @@ impl Layer for Dense {
     fn backward(&self, saved: &Saved, grad: &Tensor, input_grads: &[bool]) -> Result<Gradients> {
         let dpre = saved.pre_activation_grad(self.cfg.activation, grad)?;
         let x = saved.input();
-        let (dx, dw, db) = linear::backward(&as_matrix(x)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grads[0])?;
+        let (dx, dw, db) = linear::backward(&as_matrix(x)?, self.kernel.as_tensor(), &as_matrix(&dpre)?, input_grads[0], self.cfg.precision)?;
         let input = dx.map(|d| d.reshape(x.shape())).transpose()?;
-        let dw = Grad::Product { lhs: dw.0, rhs: dw.1 };
+        let dw = Grad::Product { lhs: dw.0, rhs: dw.1, precision: self.cfg.precision };
         Ok(Gradients::kernel_and_bias(input, dw, self.bias.is_some().then_some(db)))
     }
 }

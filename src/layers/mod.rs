@@ -356,6 +356,15 @@ pub(crate) fn bias_or_zeros(bias: Option<&Var>, units: usize, like: &Var) -> Res
     })
 }
 
+/// A layer's config with its dtype policy where it is not the default float32 (kandle's configs
+/// leave the default out, as they always have).
+pub(crate) fn with_policy(mut config: Value, precision: crate::ops::bf16::Precision) -> Value {
+    if precision == crate::ops::bf16::Precision::Bf16 {
+        config["dtype"] = Value::from("mixed_bfloat16");
+    }
+    config
+}
+
 /// The part of a layer's activation that can be fused into its op (element-wise ones) and the part
 /// applied after it (softmax); nothing at all before the activation (`activated` false).
 pub(crate) fn split_activation(act: Activation, activated: bool) -> (Option<Unary>, Activation) {

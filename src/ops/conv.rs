@@ -15,7 +15,8 @@
 //!   group).
 
 use super::im2col::{Col2Im, Im2Col};
-use super::linear::{self, gemm_raw, uninit, Order, Threads};
+use super::bf16::Precision;
+use super::linear::{self, gemm_in, uninit, Order, Threads};
 use super::bias_act::BiasAct;
 use super::unary::Unary;
 use super::{float_map, winograd, Elem, Window};
@@ -50,15 +51,17 @@ impl Path {
     pub(crate) const ALL: [Path; 3] = [Path::Grouped, Path::Batch, Path::Winograd];
 
     /// The path a convolution of `n` images with this window, `c` input channels and `f` filters
-    /// takes.
-    fn of(win: &Window, c: usize, f: usize, n: usize) -> Path {
+    /// takes; bfloat16 products never take Winograd's (its transforms would be rounded too,
+    /// and oneDNN's bfloat16 convolutions do not use it either).
+    fn of(win: &Window, c: usize, f: usize, n: usize, precision: Precision) -> Path {
         #[cfg(test)]
         if let Some(forced) = FORCED_PATH.with(|f| f.get()) {
-            return if forced == Path::Winograd && !winograd::fits(win) { Path::Batch } else { forced };
+            let refused = !winograd::fits(win) || precision == Precision::Bf16;
+            return if forced == Path::Winograd && refused { Path::Batch } else { forced };
         }
         if win.kh * win.kw * c * f <= GROUPED_MAX_KERNEL {
             Path::Grouped
-        } else if winograd::pays(win, c, f, n) {
+        } else if precision == Precision::Full && winograd::pays(win, c, f, n) {
             Path::Winograd
         } else {
             Path::Batch
@@ -92,6 +95,7 @@ fn images_per_group(n: usize, entries_per_image: usize) -> usize {
 struct Conv2dOp {
     win: Window,
     act: Option<Unary>,
+    precision: Precision,
     /// Keep the im2col matrix for the backward pass (training on the batch path).
     save: bool,
     cols: Mutex<Option<Tensor>>,
@@ -101,7 +105,7 @@ impl Conv2dOp {
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T], n: usize, c: usize) -> Result<Vec<T>> {
         let f = b.len();
         let Plan { unfold, rows, k, image, group: g } = Plan::new(self.win, c, n);
-        let path = Path::of(&self.win, c, f, n);
+        let (path, p) = (Path::of(&self.win, c, f, n, self.precision), self.precision);
         if path == Path::Grouped {
             // SAFETY: the groups partition the output and each GEMM writes its whole group.
             let mut out = uninit(n * rows * f, |_: *mut T| ());
@@ -110,7 +114,7 @@ impl Conv2dOp {
                 let mut cols = unfold.buffer(nb * unfold.entries_per_image());
                 unfold.images(imgs, &mut cols);
                 // SAFETY: cols is (nb*rows x k), w (k x f), out (nb*rows x f), all distinct.
-                unsafe { gemm_raw(out.as_mut_ptr(), (&cols, Order::Plain), (w, Order::Plain), (nb * rows, k, f), None, Threads::One) };
+                unsafe { gemm_in(p, out.as_mut_ptr(), (&cols, Order::Plain), (w, Order::Plain), (nb * rows, k, f), None, Threads::One) };
                 BiasAct(self.act).apply_rows(out, b);
             });
             return Ok(out);
@@ -130,7 +134,7 @@ impl Conv2dOp {
         }
         if self.save {
             let cols = unfold.run(x, n);
-            let out = linear::forward(&cols, w, b, n * rows, k, self.act)?;
+            let out = linear::forward(p, &cols, w, b, n * rows, k, self.act)?;
             *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tensor::from_vec(cols, (n * rows, k), &Device::Cpu)?);
             return Ok(out);
         }
@@ -142,7 +146,7 @@ impl Conv2dOp {
         let mut out = uninit(n * rows * f, |_: *mut T| ());
         for (imgs, dst) in x.chunks(per_chunk * image).zip(out.chunks_mut(per_chunk * rows * f)) {
             let nb = imgs.len() / image;
-            linear::forward_into(&unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
+            linear::forward_into(p, &unfold.run(imgs, nb), w, b, nb * rows, k, self.act, dst)?;
         }
         Ok(out)
     }
@@ -196,6 +200,7 @@ impl Plan {
 struct InputGrad {
     win: Window,
     c: usize,
+    precision: Precision,
 }
 
 impl InputGrad {
@@ -207,7 +212,7 @@ impl InputGrad {
             let nb = dx.len() / image;
             // SAFETY: dpre is (nb*rows x f), w stored (k x f) read transposed, dcols (nb*rows x k).
             let dcols = uninit(nb * rows * k, |dst| unsafe {
-                gemm_raw(dst, (dpre, Order::Plain), (w, Order::Transposed), (nb * rows, f, k), None, Threads::One)
+                gemm_in(self.precision, dst, (dpre, Order::Plain), (w, Order::Transposed), (nb * rows, f, k), None, Threads::One)
             });
             for (cols, img) in dcols.chunks_exact(rows * k).zip(dx.chunks_exact_mut(image)) {
                 fold.image(cols, img);
@@ -235,6 +240,7 @@ impl CustomOp2 for InputGrad {
 struct KernelGrad {
     win: Window,
     c: usize,
+    precision: Precision,
 }
 
 impl KernelGrad {
@@ -250,7 +256,7 @@ impl KernelGrad {
                     unfold.images(imgs, &mut cols);
                     // SAFETY: cols (nb*rows x k) read transposed, dpre (nb*rows x f), acc (k x f).
                     unsafe {
-                        gemm_raw(acc.as_mut_ptr(), (&cols, Order::Transposed), (dpre, Order::Plain), (k, nb * rows, f), Some((T::one(), T::one())), Threads::One)
+                        gemm_in(self.precision, acc.as_mut_ptr(), (&cols, Order::Transposed), (dpre, Order::Plain), (k, nb * rows, f), Some((T::one(), T::one())), Threads::One)
                     };
                     acc
                 },
@@ -306,8 +312,8 @@ impl CustomOp3 for WinogradBackward {
 /// Convolves an NHWC batch with a Keras kernel `(kh, kw, in, out)`, adds the bias and applies the
 /// element-wise activation. With `train` on the batch path it also returns the im2col matrix
 /// `(n*oh*ow, kh*kw*in)` for [`conv2d_backward`].
-pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, train: bool) -> Result<(Tensor, Option<Tensor>)> {
-    let op = Conv2dOp { win, act, save: train, cols: Mutex::new(None) };
+pub fn conv2d(x: &Tensor, kernel: &Tensor, bias: &Tensor, win: Window, act: Option<Unary>, train: bool, precision: Precision) -> Result<(Tensor, Option<Tensor>)> {
+    let op = Conv2dOp { win, act, precision, save: train, cols: Mutex::new(None) };
     let y = x.contiguous()?.apply_op3_no_bwd(&kernel.contiguous()?, &bias.contiguous()?, &op)?;
     Ok((y, op.cols.into_inner().unwrap_or_else(|e| e.into_inner())))
 }
@@ -322,16 +328,17 @@ pub fn conv2d_backward(
     dpre: &Tensor,
     win: Window,
     input_grad: bool,
+    precision: Precision,
 ) -> Result<(Option<Tensor>, Grad, Tensor)> {
     let &[kh, kw, c, f] = kernel.dims() else { candle_core::bail!("conv2d: kernel must be 4-D") };
     let Some(cols) = cols else {
         let dpre = dpre.contiguous()?;
         let db = dpre.reshape((dpre.elem_count() / f, f))?.apply_op1_no_bwd(&linear::ColumnSum)?;
-        let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&kernel.contiguous()?, &InputGrad { win, c })?) } else { None };
-        let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &KernelGrad { win, c })?;
+        let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&kernel.contiguous()?, &InputGrad { win, c, precision })?) } else { None };
+        let dw = x.contiguous()?.apply_op2_no_bwd(&dpre, &KernelGrad { win, c, precision })?;
         return Ok((dx, Grad::Value(dw), db));
     };
-    if Path::of(&win, c, f, dpre.dim(0)?) == Path::Winograd {
+    if Path::of(&win, c, f, dpre.dim(0)?, precision) == Path::Winograd {
         let dpre = dpre.contiguous()?;
         let db = dpre.reshape((dpre.elem_count() / f, f))?.apply_op1_no_bwd(&linear::ColumnSum)?;
         let op = WinogradBackward { win, c, input_grad, dx: Mutex::new(None) };
@@ -339,7 +346,7 @@ pub fn conv2d_backward(
         return Ok((op.dx.into_inner().unwrap_or_else(|e| e.into_inner()), Grad::Value(dw), db));
     }
     let m = dpre.elem_count() / f;
-    let (dcols, (lhs, rhs), db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad)?;
+    let (dcols, (lhs, rhs), db) = linear::backward(cols, &kernel.reshape((kh * kw * c, f))?, &dpre.reshape((m, f))?, input_grad, precision)?;
     let dx = dcols.map(|d| d.apply_op1_no_bwd(&Col2Im { win, c })).transpose()?;
-    Ok((dx, Grad::Product { lhs, rhs }, db))
+    Ok((dx, Grad::Product { lhs, rhs, precision }, db))
 }

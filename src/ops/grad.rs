@@ -2,6 +2,7 @@
 //! fold into the update (so the optimizer and the convolution kernels share it without either
 //! importing the layers).
 
+use super::bf16::Precision;
 use candle_core::{Result, Tensor};
 
 /// A weight's gradient, computed or still a product: a kernel's gradient is `xᵀ @ dy` (im2col rows
@@ -9,8 +10,9 @@ use candle_core::{Result, Tensor};
 /// the weight in place, so the gradient itself is never stored.
 pub enum Grad {
     Value(Tensor),
-    /// `lhsᵀ @ rhs` for 2-D `lhs (m, k)` and `rhs (m, n)`, reshaped to the weight's shape.
-    Product { lhs: Tensor, rhs: Tensor },
+    /// `lhsᵀ @ rhs` for 2-D `lhs (m, k)` and `rhs (m, n)`, reshaped to the weight's shape, in
+    /// the precision of the layer's products.
+    Product { lhs: Tensor, rhs: Tensor, precision: Precision },
 }
 
 impl Grad {
@@ -18,7 +20,7 @@ impl Grad {
     pub fn value(&self, like: &Tensor) -> Result<Tensor> {
         match self {
             Grad::Value(t) => Ok(t.clone()),
-            Grad::Product { lhs, rhs } => super::linear::matmul_tn(lhs, rhs)?.reshape(like.shape()),
+            Grad::Product { lhs, rhs, precision } => super::linear::matmul_tn(lhs, rhs, *precision)?.reshape(like.shape()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `act(x @ w + b)` as one candle op (Dense), the GEMM + bias + activation kernels that Conv2D
 //! shares once its input is unfolded by im2col, and their backward pass.
 
+use super::bf16::{self, Precision, View};
 use super::bias_act::BiasAct;
 use super::skinny;
 use super::unary::Unary;
@@ -107,47 +108,75 @@ unsafe fn skinny_f32<T: Elem>(
     }
 }
 
+/// [`gemm_raw`] in a layer's precision: with `Precision::Bf16` the operands are rounded to
+/// bfloat16 and their products summed in float32 ([`bf16::gemm`]); f64 (the gradient checks)
+/// always runs in full precision.
+///
+/// # Safety
+/// As [`gemm_raw`].
+pub(crate) unsafe fn gemm_in<T: Elem>(
+    precision: Precision,
+    dst: *mut T,
+    lhs: (&[T], Order),
+    rhs: (&[T], Order),
+    (m, k, n): (usize, usize, usize),
+    accumulate: Option<(T, T)>,
+    threads: Threads,
+) {
+    if precision == Precision::Bf16 && T::DTYPE == candle_core::DType::F32 {
+        // SAFETY (casts): T is f32, checked above.
+        let f32s = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) };
+        let (a, b) = (View::of(f32s(lhs.0), lhs.1, (m, k)), View::of(f32s(rhs.0), rhs.1, (k, n)));
+        let accumulate = accumulate.map(|(alpha, beta)| (alpha.to_f32().unwrap_or(1.0), beta.to_f32().unwrap_or(1.0)));
+        // SAFETY: the caller's guarantees carry over.
+        return unsafe { bf16::gemm(dst.cast::<f32>(), a, b, (m, k, n), accumulate, threads) };
+    }
+    // SAFETY: the caller's guarantees carry over.
+    unsafe { gemm_raw(dst, lhs, rhs, (m, k, n), accumulate, threads) }
+}
+
 /// `op(lhs) @ op(rhs)` into a new `(m x n)` buffer.
-pub(crate) fn matmul<T: Elem>(lhs: (&[T], Order), rhs: (&[T], Order), (m, k, n): (usize, usize, usize)) -> Result<Vec<T>> {
+pub(crate) fn matmul<T: Elem>(precision: Precision, lhs: (&[T], Order), rhs: (&[T], Order), (m, k, n): (usize, usize, usize)) -> Result<Vec<T>> {
     if lhs.0.len() < m * k || rhs.0.len() < k * n {
         candle_core::bail!("matmul: buffers smaller than ({m}x{k}) @ ({k}x{n})");
     }
     // SAFETY: sizes checked above; the output is a fresh buffer that gemm fills completely.
-    Ok(uninit(m * n, |dst| unsafe { gemm_raw(dst, lhs, rhs, (m, k, n), None, Threads::All) }))
+    Ok(uninit(m * n, |dst| unsafe { gemm_in(precision, dst, lhs, rhs, (m, k, n), None, Threads::All) }))
 }
 
 /// Forward kernel into `out`: `out = act(x @ w + b)` for `x (m x k)`, `w (k x n)`, `b (n)`.
-pub(crate) fn forward_into<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>, out: &mut [T]) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_into<T: Elem>(precision: Precision, x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>, out: &mut [T]) -> Result<()> {
     let n = b.len();
     if x.len() < m * k || w.len() < k * n || out.len() < m * n {
         candle_core::bail!("dense: buffers smaller than ({m}x{k}) @ ({k}x{n})");
     }
     // SAFETY: sizes checked above; `out` is borrowed mutably, so it overlaps nothing.
-    unsafe { gemm_raw(out.as_mut_ptr(), (x, Order::Plain), (w, Order::Plain), (m, k, n), None, Threads::All) };
+    unsafe { gemm_in(precision, out.as_mut_ptr(), (x, Order::Plain), (w, Order::Plain), (m, k, n), None, Threads::All) };
     BiasAct(act).apply_in_place(out, b);
     Ok(())
 }
 
 /// Forward kernel into a new buffer.
-pub(crate) fn forward<T: Elem>(x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
-    let mut out = matmul((x, Order::Plain), (w, Order::Plain), (m, k, b.len()))?;
+pub(crate) fn forward<T: Elem>(precision: Precision, x: &[T], w: &[T], b: &[T], m: usize, k: usize, act: Option<Unary>) -> Result<Vec<T>> {
+    let mut out = matmul(precision, (x, Order::Plain), (w, Order::Plain), (m, k, b.len()))?;
     BiasAct(act).apply_in_place(&mut out, b);
     Ok(out)
 }
 
 /// `aᵀ @ b` for 2-D `a (m x k)` and `b (m x n)`: a kernel's gradient from its inputs and output
 /// gradient.
-pub fn matmul_tn(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &MatMul(Order::Transposed, Order::Plain))
+pub fn matmul_tn(a: &Tensor, b: &Tensor, precision: Precision) -> Result<Tensor> {
+    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &MatMul(Order::Transposed, Order::Plain, precision))
 }
 
 /// `w <- w - lr * aᵀ @ b` in one GEMM that reads and writes `w` (plain SGD on a kernel whose
 /// gradient is `aᵀ @ b`); `w` must be contiguous with `k * n` elements.
-pub fn sgd_update_tn(w: &Tensor, a: &Tensor, b: &Tensor, lr: f64) -> Result<()> {
-    w.inplace_op3(&a.contiguous()?, &b.contiguous()?, &SgdTn(lr))
+pub fn sgd_update_tn(w: &Tensor, a: &Tensor, b: &Tensor, lr: f64, precision: Precision) -> Result<()> {
+    w.inplace_op3(&a.contiguous()?, &b.contiguous()?, &SgdTn(lr, precision))
 }
 
-struct SgdTn(f64);
+struct SgdTn(f64, Precision);
 
 impl candle_core::InplaceOp3 for SgdTn {
     fn name(&self) -> &'static str {
@@ -155,12 +184,12 @@ impl candle_core::InplaceOp3 for SgdTn {
     }
 
     fn cpu_fwd(&self, w: &mut CpuStorage, wl: &Layout, a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout) -> Result<()> {
-        fn run<T: Elem>(w: &mut [T], a: &[T], b: &[T], (m, k, n): (usize, usize, usize), lr: f64) -> Result<()> {
+        fn run<T: Elem>(w: &mut [T], a: &[T], b: &[T], (m, k, n): (usize, usize, usize), lr: f64, p: Precision) -> Result<()> {
             if w.len() != k * n || a.len() != m * k || b.len() != m * n {
                 candle_core::bail!("sgd update: weight of {} elements for ({m}x{k})ᵀ @ ({m}x{n})", w.len());
             }
             // SAFETY: sizes checked above; `w` is borrowed mutably, so it overlaps nothing.
-            unsafe { gemm_raw(w.as_mut_ptr(), (a, Order::Transposed), (b, Order::Plain), (k, m, n), Some((T::one(), T::from(-lr).unwrap())), Threads::All) };
+            unsafe { gemm_in(p, w.as_mut_ptr(), (a, Order::Transposed), (b, Order::Plain), (k, m, n), Some((T::one(), T::from(-lr).unwrap())), Threads::All) };
             Ok(())
         }
         let (&[m, k], &[m2, n]) = (al.dims(), bl.dims()) else { candle_core::bail!("sgd update expects 2-D factors") };
@@ -169,8 +198,8 @@ impl candle_core::InplaceOp3 for SgdTn {
             candle_core::bail!("sgd update: factors have {m} and {m2} rows");
         }
         match w {
-            CpuStorage::F32(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0),
-            CpuStorage::F64(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0),
+            CpuStorage::F32(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0, self.1),
+            CpuStorage::F64(w) => run(&mut w[start..end], contiguous(a, al)?, contiguous(b, bl)?, (m, k, n), self.0, self.1),
             other => Err(unsupported(self.name(), other.dtype())),
         }
     }
@@ -179,15 +208,15 @@ impl candle_core::InplaceOp3 for SgdTn {
 /// The gradients of `x @ w + b` from the gradient `dpre` of its result, for 2-D `x (m x k)` and
 /// `w (k x n)`: `dx` (only when `input_grad`: a model's input needs none, which saves a GEMM in the
 /// first layer), `db`, and `dw = xᵀ @ dpre` left as its two factors (see `Grad::Product`).
-pub(crate) fn backward(x: &Tensor, w: &Tensor, dpre: &Tensor, input_grad: bool) -> Result<(Option<Tensor>, (Tensor, Tensor), Tensor)> {
+pub(crate) fn backward(x: &Tensor, w: &Tensor, dpre: &Tensor, input_grad: bool, precision: Precision) -> Result<(Option<Tensor>, (Tensor, Tensor), Tensor)> {
     let dpre = dpre.contiguous()?;
     let db = dpre.apply_op1_no_bwd(&ColumnSum)?;
-    let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&w.contiguous()?, &MatMul(Order::Plain, Order::Transposed))?) } else { None };
+    let dx = if input_grad { Some(dpre.apply_op2_no_bwd(&w.contiguous()?, &MatMul(Order::Plain, Order::Transposed, precision))?) } else { None };
     Ok((dx, (x.contiguous()?, dpre), db))
 }
 
 /// `op(a) @ op(b)` for contiguous 2-D tensors given in their stored shapes.
-struct MatMul(Order, Order);
+struct MatMul(Order, Order, Precision);
 
 impl CustomOp2 for MatMul {
     fn name(&self) -> &'static str {
@@ -201,7 +230,7 @@ impl CustomOp2 for MatMul {
         if k != k2 {
             candle_core::bail!("matmul: inner dimensions {k} and {k2} differ");
         }
-        let out = float_map!(self.name(), [a = (s1, l1), b = (s2, l2)], matmul((a, self.0), (b, self.1), (m, k, n))?);
+        let out = float_map!(self.name(), [a = (s1, l1), b = (s2, l2)], matmul(self.2, (a, self.0), (b, self.1), (m, k, n))?);
         Ok((out, Shape::from((m, n))))
     }
 }
@@ -239,7 +268,7 @@ impl candle_core::CustomOp1 for ColumnSum {
 }
 
 /// The Dense op on 2-D input.
-struct LinearOp(Option<Unary>);
+struct LinearOp(Option<Unary>, Precision);
 
 impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
@@ -251,12 +280,12 @@ impl CustomOp3 for LinearOp {
         if k != k2 || l3.shape().elem_count() != n {
             candle_core::bail!("dense: shapes {:?} @ {:?} + {:?} do not match", l1.dims(), l2.dims(), l3.dims());
         }
-        let out = float_map!(self.name(), [x = (s1, l1), w = (s2, l2), b = (s3, l3)], forward(x, w, b, m, k, self.0)?);
+        let out = float_map!(self.name(), [x = (s1, l1), w = (s2, l2), b = (s3, l3)], forward(self.1, x, w, b, m, k, self.0)?);
         Ok((out, Shape::from((m, n))))
     }
 }
 
 /// `act(x @ w + b)` for 2-D `x`.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Unary>) -> Result<Tensor> {
-    x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &LinearOp(act))
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Unary>, precision: Precision) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &LinearOp(act, precision))
 }

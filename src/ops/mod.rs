@@ -4,6 +4,7 @@
 //! ReLU passes gradient at exactly 0).
 
 pub mod avg_pool;
+pub mod bf16;
 pub mod batchnorm;
 pub mod bias_act;
 pub mod conv;
