@@ -10,12 +10,13 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations", "applications", "backend", "callbacks", "config", "datasets", "distribution", "initializers", "layers",
-    "losses", "metrics", "models", "ops", "optimizers", "preprocessing", "saving", "utils",
+    "losses", "metrics", "mixed_precision", "models", "ops", "optimizers", "preprocessing", "saving", "utils",
 }
 
 
 # Keras 3's top-level names: ``keras.Input``, ``keras.Model``, ``keras.Sequential``.
-_TOP_LEVEL = {"Input": "kandle.layers", "Model": "kandle.models", "Sequential": "kandle.models"}
+_TOP_LEVEL = {"Input": "kandle.layers", "Model": "kandle.models", "Sequential": "kandle.models",
+              "DTypePolicy": "kandle.mixed_precision"}
 
 
 def __getattr__(name):

@@ -2,9 +2,10 @@
 computes in float32, channels-last; the setters accept those values and say so for others."""
 
 from kandle.backend import backend, epsilon, floatx, image_data_format, set_floatx, set_image_data_format
+from kandle.mixed_precision import dtype_policy, set_dtype_policy
 
 __all__ = ["backend", "epsilon", "floatx", "image_data_format", "set_floatx", "set_image_data_format",
-           "set_epsilon", "enable_interactive_logging", "disable_interactive_logging", "is_interactive_logging_enabled"]
+           "set_epsilon", "dtype_policy", "set_dtype_policy", "enable_interactive_logging", "disable_interactive_logging", "is_interactive_logging_enabled"]
 
 _interactive = {"on": True}
 

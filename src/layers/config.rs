@@ -7,6 +7,29 @@ use crate::ops::bf16::Precision;
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 
+/// A dtype policy kandle implements (Keras 3's `DTypePolicy`): the dtype layers compute in, the
+/// dtype of their variables, and what that means for their products.
+pub struct DtypePolicy {
+    pub name: &'static str,
+    pub compute_dtype: &'static str,
+    pub variable_dtype: &'static str,
+    pub precision: Precision,
+}
+
+/// The policies kandle implements; both sides read this list.
+pub const DTYPE_POLICIES: [DtypePolicy; 2] = [
+    DtypePolicy { name: "float32", compute_dtype: "float32", variable_dtype: "float32", precision: Precision::Full },
+    DtypePolicy { name: "mixed_bfloat16", compute_dtype: "bfloat16", variable_dtype: "float32", precision: Precision::Bf16 },
+];
+
+/// The policy of this name, or the error saying which ones kandle has.
+pub fn dtype_policy(name: &str) -> Result<&'static DtypePolicy> {
+    DTYPE_POLICIES.iter().find(|p| p.name == name).ok_or_else(|| {
+        let known: Vec<String> = DTYPE_POLICIES.iter().map(|p| format!("'{}'", p.name)).collect();
+        Error::Value(format!("kandle does not implement the dtype policy '{name}' yet (it has {})", known.join(" and ")))
+    })
+}
+
 pub struct Cfg<'a> {
     class: &'a str,
     map: &'a Map<String, Value>,
@@ -135,12 +158,7 @@ impl<'a> Cfg<'a> {
             _ => None,
         };
         match name {
-            Some("float32") => Ok(Precision::Full),
-            Some("mixed_bfloat16") => Ok(Precision::Bf16),
-            Some(other) => Err(Error::Value(format!(
-                "{}: kandle does not implement the dtype policy '{other}' yet (it has 'float32' and 'mixed_bfloat16')",
-                self.class
-            ))),
+            Some(name) => Ok(dtype_policy(name).map_err(|e| Error::Value(format!("{}: {e}", self.class)))?.precision),
             None => Err(self.err("dtype", "a dtype policy name or a DTypePolicy config", v)),
         }
     }

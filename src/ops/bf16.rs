@@ -29,6 +29,8 @@ pub enum Precision {
 
 /// Rows and columns of one output block (2x2 AMX tiles), and the depth of one step.
 const BLOCK: usize = 32;
+/// The B panels one column group keeps in a core's L2 cache (2 MB here) beside an A strip.
+const B_GROUP_BYTES: usize = 1 << 20;
 
 /// The bfloat16 kernels (see the module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,51 +169,111 @@ pub(crate) unsafe fn gemm_with(kernel: Kernel, dst: *mut f32, a: View, b: View, 
     if m == 0 || n == 0 {
         return;
     }
+    // A is packed along its rows, so a transposed A (a kernel gradient `colsᵀ @ dy`) must be
+    // transposed while packing; when B is the smaller one, `Cᵀ = Bᵀ Aᵀ` transposes B instead (a
+    // convolution's output gradient is several times smaller than its im2col rows).
+    if a.cs != 1 && b.cs == 1 && n < m {
+        let (bt, at) = (View { data: b.data, rs: b.cs, cs: b.rs }, View { data: a.data, rs: a.cs, cs: a.rs });
+        // SAFETY: the same product, written transposed.
+        return unsafe { run(kernel, Out { dst, transposed: true, n }, bt, at, (n, k, m), accumulate, threads) };
+    }
+    // SAFETY: the caller's guarantees carry over.
+    unsafe { run(kernel, Out { dst, transposed: false, n }, a, b, (m, k, n), accumulate, threads) }
+}
+
+/// Where a product goes: `dst` with row stride `n`, or its transpose (entry `(i, j)` of the
+/// product at `dst[j * n + i]`).
+#[derive(Clone, Copy)]
+struct Out {
+    dst: *mut f32,
+    transposed: bool,
+    n: usize,
+}
+
+/// # Safety
+/// As [`gemm_with`], for the product as `out` places it.
+unsafe fn run(kernel: Kernel, out: Out, a: View, b: View, (m, k, n): (usize, usize, usize), accumulate: Option<(f32, f32)>, threads: Threads) {
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let par = threads == Threads::All && rayon::current_num_threads() > 1;
-    let pa = pack_a(a, m, k, kp, par);
-    let pb = pack_b(b, k, n, kp);
-    let out = super::Disjoint(dst);
+    let vector = kernel != Kernel::Plain;
+    let pa = pack_a(a, m, k, kp, par, vector);
+    let pb = pack_b(b, k, n, kp, vector, par);
+    let dst = super::Disjoint(out.dst);
     if kernel == Kernel::Plain {
         let wide_a: Vec<f32> = pa[..m * kp].iter().map(|&h| widen(h)).collect();
         let wide_b = unpack_b(&pb, kp, n);
-        // SAFETY: wide_a is (m x kp), wide_b (kp x n), dst as the caller guarantees.
-        unsafe { gemm_raw(out.at(0), (&wide_a, Order::Plain), (&wide_b, Order::Plain), (m, kp, n), accumulate, threads) };
+        let mut c = vec![0f32; m * n];
+        // SAFETY: wide_a is (m x kp), wide_b (kp x n), c (m x n).
+        unsafe { gemm_raw(c.as_mut_ptr(), (&wide_a, Order::Plain), (&wide_b, Order::Plain), (m, kp, n), None, threads) };
+        for (i, row) in c.chunks(n).enumerate() {
+            for j0 in (0..n).step_by(BLOCK) {
+                // SAFETY: the caller guarantees dst holds the product's entries.
+                unsafe { store(&row[j0..], 0, Out { dst: dst.at(0), ..out }, (i, j0), (1, (n - j0).min(BLOCK)), accumulate) };
+            }
+        }
         return;
     }
+    // Blocks run column group by column group, each group's B panels (at most B_GROUP_BYTES)
+    // staying in L2 while every A strip passes by; within a group, strip by strip, so that a
+    // strip (in L1/L2) meets all the group's panels.
     let (strips, cols) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
+    let group = (B_GROUP_BYTES / (kp * 2 * BLOCK)).clamp(1, cols);
     let blocks = strips * cols;
     let tasks = if par { (4 * rayon::current_num_threads()).min(blocks) } else { 1 };
-    let run = |t: usize| {
+    let task = |t: usize| {
         let range = (blocks * t / tasks)..(blocks * (t + 1) / tasks);
         let mut acc = [0f32; BLOCK * BLOCK];
-        // SAFETY: each block writes only its own rows and columns of dst (the blocks partition
-        // it); pa and pb hold the padded operands the kernels read.
+        // SAFETY: each block writes only its own entries of dst (the blocks partition it); pa
+        // and pb hold the padded operands the kernels read.
         unsafe {
             let tiles = TileConfig::load(kernel);
             for blk in range {
-                let (i0, j0) = (blk / cols * BLOCK, blk % cols * BLOCK);
+                // Block `blk` in group order: groups of `group` columns (the last one narrower).
+                let (g, rest) = (blk / (strips * group), blk % (strips * group));
+                let width = group.min(cols - g * group);
+                let (strip, col) = (rest / width, g * group + rest % width);
+                let (i0, j0) = (strip * BLOCK, col * BLOCK);
                 block(kernel, &pa[i0 * kp..], &pb[j0 * kp..], kp, &mut acc);
-                store(&acc, out.at(i0 * n + j0), (m - i0).min(BLOCK), (n - j0).min(BLOCK), n, accumulate);
+                let size = ((m - i0).min(BLOCK), (n - j0).min(BLOCK));
+                store(&acc, BLOCK, Out { dst: dst.at(0), ..out }, (i0, j0), size, accumulate);
             }
             drop(tiles);
         }
     };
     if tasks > 1 {
-        (0..tasks).into_par_iter().for_each(run);
+        (0..tasks).into_par_iter().for_each(task);
     } else {
-        run(0);
+        task(0);
     }
 }
 
-/// `a` as bfloat16, row-major `(m rounded up to 32) x kp`, zeros in the padding.
-fn pack_a(a: View, m: usize, k: usize, kp: usize, par: bool) -> Vec<u16> {
+/// `a (m x k) @ b (k x n)`, row-major, on a given kernel (`bf16` false: the float32 GEMM kandle
+/// runs otherwise), on all threads: for benches/bf16_units.rs.
+#[doc(hidden)]
+pub fn bench_matmul(kernel: Option<Kernel>, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    let (va, vb) = (View::of(a, Order::Plain, (m, k)), View::of(b, Order::Plain, (k, n)));
+    match kernel {
+        // SAFETY: c holds m*n entries; gemm_with checks the operands.
+        Some(kernel) if kernel.available() => unsafe { gemm_with(kernel, c.as_mut_ptr(), va, vb, (m, k, n), None, Threads::All) },
+        Some(_) => {}
+        None => {
+            assert!(a.len() >= m * k && b.len() >= k * n);
+            // SAFETY: sizes checked above.
+            unsafe { gemm_raw(c.as_mut_ptr(), (a, Order::Plain), (b, Order::Plain), (m, k, n), None, Threads::All) }
+        }
+    }
+    c
+}
+
+/// `a` as bfloat16, row-major `(m rounded up to 32) x kp`, zeros in the padding; `vector` where
+/// the CPU has AVX512-BF16's conversions.
+fn pack_a(a: View, m: usize, k: usize, kp: usize, par: bool, vector: bool) -> Vec<u16> {
     let mut out = vec![0u16; m.div_ceil(BLOCK) * BLOCK * kp];
     if a.cs == 1 {
         let row = |(i, dst): (usize, &mut [u16])| {
             if i < m {
-                let src = &a.data[i * a.rs..][..k];
-                dst[..k].iter_mut().zip(src).for_each(|(d, &s)| *d = round(s));
+                round_row(&a.data[i * a.rs..][..k], &mut dst[..k], vector);
             }
         };
         if par {
@@ -219,33 +281,118 @@ fn pack_a(a: View, m: usize, k: usize, kp: usize, par: bool) -> Vec<u16> {
         } else {
             out.chunks_mut(kp).enumerate().for_each(row);
         }
-    } else {
-        // Stored transposed: read each column of `a` (a row in memory) once, write it across rows.
-        for j in 0..k {
-            for i in 0..m {
-                out[i * kp + j] = round(a.data[i * a.rs + j * a.cs]);
+        return out;
+    }
+    // Stored transposed (rs == 1): column j of `a` lies in memory as one run; two columns at a
+    // time are rounded as runs and written as depth pairs into every row.
+    assert!(a.rs == 1, "bf16 gemm: an operand must have unit stride along one axis");
+    let fill = |i0: usize, rows: &mut [u16]| {
+        let span = rows.len() / kp;
+        let (mut c0, mut c1) = (vec![0u16; span], vec![0u16; span]);
+        for j in (0..k).step_by(2) {
+            round_row(&a.data[j * a.cs + i0..][..span], &mut c0, vector);
+            if j + 1 < k {
+                round_row(&a.data[(j + 1) * a.cs + i0..][..span], &mut c1, vector);
+            } else {
+                c1.fill(0);
+            }
+            for (t, row) in rows.chunks_mut(kp).enumerate() {
+                row[j] = c0[t];
+                if j + 1 < k {
+                    row[j + 1] = c1[t];
+                }
             }
         }
+    };
+    // Row groups of 64 (their output rows stay in L1 while the columns pass), in parallel.
+    let rows_of = |g: usize| (m - (g * 64).min(m)).min(64);
+    let groups: Vec<(usize, &mut [u16])> = out.chunks_mut(64 * kp).enumerate().map(|(g, c)| (g, c)).collect();
+    let work = |(g, chunk): (usize, &mut [u16])| {
+        let rows = rows_of(g);
+        if rows > 0 {
+            fill(g * 64, &mut chunk[..rows * kp]);
+        }
+    };
+    if par {
+        groups.into_par_iter().for_each(work);
+    } else {
+        groups.into_iter().for_each(work);
     }
     out
 }
 
+/// `dst = round(src)` entry by entry.
+fn round_row(src: &[f32], dst: &mut [u16], vector: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        // SAFETY: `vector` only where the CPU has AVX512-BF16 (the AMX and AVX512 kernels).
+        return unsafe { x86::round_row(src, dst) };
+    }
+    let _ = vector;
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = round(s));
+}
+
 /// `b` as bfloat16 in 16-column panels of depth pairs, `[panel][kp/2][16][2]`, with the panels
 /// rounded up to an even count (whole 32-column blocks), zeros in the padding.
-fn pack_b(b: View, k: usize, n: usize, kp: usize) -> Vec<u16> {
-    let mut out = vec![0u16; n.div_ceil(BLOCK) * 2 * kp * 16];
-    let at = |r: usize, j: usize| (j / 16) * kp * 16 + (r / 2 * 16 + j % 16) * 2 + r % 2;
-    // Reads follow memory order: rows of a plain operand, columns of a transposed one.
+fn pack_b(b: View, k: usize, n: usize, kp: usize, vector: bool, par: bool) -> Vec<u16> {
+    let panel = kp * 16;
+    let mut out = vec![0u16; n.div_ceil(BLOCK) * 2 * panel];
     if b.cs == 1 {
-        for r in 0..k {
-            b.data[r * b.rs..][..n].iter().enumerate().for_each(|(j, &v)| out[at(r, j)] = round(v));
+        // Row pairs in memory order (each fills one depth pair of every panel), in parallel
+        // over ranges of pairs: tasks write disjoint depth pairs.
+        let out_ptr = super::Disjoint(out.as_mut_ptr());
+        let pairs = k.div_ceil(2);
+        let rows = |range: std::ops::Range<usize>| {
+            for p in range {
+                let r = 2 * p;
+                for j0 in (0..n).step_by(16) {
+                    let width = (n - j0).min(16);
+                    let r0 = &b.data[r * b.rs + j0..][..width];
+                    let r1 = (r + 1 < k).then(|| &b.data[(r + 1) * b.rs + j0..][..width]);
+                    let at = (j0 / 16) * panel + p * 32;
+                    // SAFETY: depth pair p of panel j0/16: 32 entries that only this pair's task
+                    // writes, inside `out`.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), 32) };
+                    #[cfg(target_arch = "x86_64")]
+                    if vector {
+                        // SAFETY: AVX512-BF16 present (as for round_row).
+                        unsafe { x86::round_pairs(r0, r1, dst, 0) };
+                        continue;
+                    }
+                    for c in 0..width {
+                        dst[2 * c] = round(r0[c]);
+                        if let Some(r1) = r1 {
+                            dst[2 * c + 1] = round(r1[c]);
+                        }
+                    }
+                }
+            }
+        };
+        if par {
+            let tasks = 4 * rayon::current_num_threads();
+            (0..tasks).into_par_iter().for_each(|t| rows(pairs * t / tasks..pairs * (t + 1) / tasks));
+        } else {
+            rows(0..pairs);
         }
-    } else {
-        for j in 0..n {
-            for r in 0..k {
-                out[at(r, j)] = round(b.data[r * b.rs + j * b.cs]);
+        return out;
+    }
+    // Stored transposed (rs == 1): column j is one run in memory, its pairs adjacent; one
+    // 16-column panel per task.
+    assert!(b.rs == 1, "bf16 gemm: an operand must have unit stride along one axis");
+    let fill = |(p, dst): (usize, &mut [u16])| {
+        let j0 = p * 16;
+        let mut col = vec![0u16; k];
+        for c in 0..n.saturating_sub(j0).min(16) {
+            round_row(&b.data[(j0 + c) * b.cs..][..k], &mut col, vector);
+            for (r, &v) in col.iter().enumerate() {
+                dst[(r / 2 * 16 + c) * 2 + r % 2] = v;
             }
         }
+    };
+    if par {
+        out.par_chunks_mut(panel).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(panel).enumerate().for_each(fill);
     }
     out
 }
@@ -261,19 +408,33 @@ fn unpack_b(pb: &[u16], kp: usize, n: usize) -> Vec<f32> {
     out
 }
 
-/// Writes a block's `rows x cols` valid part into `dst` (row stride `n`).
+/// Writes the `rows x cols` block at `(i0, j0)` of the product (row stride `stride` in `acc`)
+/// where `out` places it: `d = acc`, or `d = alpha * d + beta * acc`.
 ///
 /// # Safety
-/// `dst` must be valid for the block's entries (and reads of them when accumulating).
-unsafe fn store(acc: &[f32; BLOCK * BLOCK], dst: *mut f32, rows: usize, cols: usize, n: usize, accumulate: Option<(f32, f32)>) {
-    for r in 0..rows {
-        // SAFETY: row r of the block lies inside dst, as the caller guarantees.
-        let d = unsafe { std::slice::from_raw_parts_mut(dst.add(r * n), cols) };
-        let s = &acc[r * BLOCK..][..cols];
-        match accumulate {
-            None => d.copy_from_slice(s),
-            Some((alpha, beta)) => d.iter_mut().zip(s).for_each(|(d, &s)| *d = alpha * *d + beta * s),
+/// `out` must be valid for the block's entries (and reads of them when accumulating).
+unsafe fn store(acc: &[f32], stride: usize, out: Out, (i0, j0): (usize, usize), (rows, cols): (usize, usize), accumulate: Option<(f32, f32)>) {
+    let put = |d: &mut f32, s: f32| match accumulate {
+        None => *d = s,
+        Some((alpha, beta)) => *d = alpha * *d + beta * s,
+    };
+    if out.transposed {
+        // Transposed here, in L1, so that dst is written row by row.
+        let mut t = [0f32; BLOCK * BLOCK];
+        debug_assert!(rows * cols <= t.len());
+        for r in 0..rows {
+            for c in 0..cols {
+                t[c * rows + r] = acc[r * stride + c];
+            }
         }
+        // SAFETY: the same entries, as a (cols x rows) block at (j0, i0) of dst.
+        return unsafe { store(&t, rows, Out { transposed: false, ..out }, (j0, i0), (cols, rows), accumulate) };
+    }
+    for r in 0..rows {
+        let s = &acc[r * stride..][..cols];
+        // SAFETY: row i0 + r of the block lies inside dst, as the caller guarantees.
+        let d = unsafe { std::slice::from_raw_parts_mut(out.dst.add((i0 + r) * out.n + j0), cols) };
+        d.iter_mut().zip(s).for_each(|(d, &v)| put(d, v));
     }
 }
 
@@ -340,6 +501,51 @@ mod x86 {
         reserved: [u8; 14],
         colsb: [u16; 16],
         rows: [u8; 16],
+    }
+
+    /// `dst = round(src)` sixteen at a time (`vcvtneps2bf16` rounds to nearest even, as `round`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX512-BF16 (and AVX512-BW, which every such CPU has).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+    pub(super) unsafe fn round_row(src: &[f32], dst: &mut [u16]) {
+        let len = src.len().min(dst.len());
+        for j in (0..len).step_by(16) {
+            let mask = if len - j >= 16 { u16::MAX } else { (1u16 << (len - j)) - 1 };
+            // SAFETY: the mask keeps loads and stores inside both slices.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(j));
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(j).cast(), mask, h);
+            }
+        }
+    }
+
+    /// Depth pair `(r0, r1)` of up to 16 columns (r1 absent past the depth: zeros) into one
+    /// panel: 16 interleaved pairs at `out[at..at + 32]`.
+    ///
+    /// # Safety
+    /// As `round_row`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+    pub(super) unsafe fn round_pairs(r0: &[f32], r1: Option<&[f32]>, out: &mut [u16], at: usize) {
+        let n = r0.len().min(16);
+        let mask = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+        assert!(at + 32 <= out.len() && r1.is_none_or(|r1| r1.len() >= n));
+        // Pair c takes column c of r0 (low half of the conversion) and column c of r1 (high half).
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        // SAFETY: masked loads stay inside the rows; the store writes 16 pairs inside out.
+        unsafe {
+            let lo = _mm512_maskz_loadu_ps(mask, r0.as_ptr());
+            let hi = match r1 {
+                Some(r1) => _mm512_maskz_loadu_ps(mask, r1.as_ptr()),
+                None => _mm512_setzero_ps(),
+            };
+            let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            let pairs = _mm512_permutexvar_epi16(idx, both);
+            _mm512_mask_storeu_epi32(out.as_mut_ptr().add(at).cast(), mask, pairs);
+        }
     }
 
     /// # Safety

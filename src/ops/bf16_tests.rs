@@ -59,19 +59,21 @@ fn every_kernel_matches_the_definition_on_ragged_shapes_and_both_orders() {
 
 #[test]
 fn accumulation_scales_the_old_values_and_the_product() {
-    let (m, k, n) = (35, 70, 50);
-    let (da, db) = (numbers(k * m, 1), numbers(k * n, 2));
-    // aᵀ @ b stored (k x m): the kernel-gradient and SGD-update shape.
-    let (a, b) = (View::of(&da, Order::Transposed, (m, k)), View::of(&db, Order::Plain, (k, n)));
-    let (want, mag) = reference(a, b, (m, k, n));
-    for kernel in kernels() {
-        let old = numbers(m * n, 3);
-        let mut c = old.clone();
-        // SAFETY: c holds m*n entries.
-        unsafe { gemm_with(kernel, c.as_mut_ptr(), a, b, (m, k, n), Some((1.0, -0.5)), Threads::All) };
-        for i in 0..m * n {
-            let expect = old[i] as f64 - 0.5 * want[i];
-            assert!((c[i] as f64 - expect).abs() <= 2e-6 * mag[i] + 1e-6, "{kernel:?} entry {i}: {} vs {expect}", c[i]);
+    // Both ways of running aᵀ @ b: as stored, and as (bᵀ aᵀ)ᵀ where b is the narrower one.
+    for (m, k, n) in [(35, 70, 50), (50, 70, 35)] {
+        let (da, db) = (numbers(k * m, 1), numbers(k * n, 2));
+        // aᵀ @ b stored (k x m): the kernel-gradient and SGD-update shape.
+        let (a, b) = (View::of(&da, Order::Transposed, (m, k)), View::of(&db, Order::Plain, (k, n)));
+        let (want, mag) = reference(a, b, (m, k, n));
+        for kernel in kernels() {
+            let old = numbers(m * n, 3);
+            let mut c = old.clone();
+            // SAFETY: c holds m*n entries.
+            unsafe { gemm_with(kernel, c.as_mut_ptr(), a, b, (m, k, n), Some((1.0, -0.5)), Threads::All) };
+            for i in 0..m * n {
+                let expect = old[i] as f64 - 0.5 * want[i];
+                assert!((c[i] as f64 - expect).abs() <= 2e-6 * mag[i] + 1e-6, "{kernel:?} ({m}x{k}x{n}) entry {i}: {} vs {expect}", c[i]);
+            }
         }
     }
 }

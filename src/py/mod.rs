@@ -61,6 +61,21 @@ fn initializer_sample<'py>(py: Python<'py>, config_json: &str, shape: Vec<usize>
 
 /// The number of threads kandle's kernels run on (the process-wide pool, sized once: by
 /// `RAYON_NUM_THREADS` or, when unset, the CPU count, at the first computation).
+/// `(compute_dtype, variable_dtype)` of a dtype policy kandle implements, else ValueError.
+#[pyfunction]
+fn dtype_policy(name: &str) -> PyResult<(&'static str, &'static str)> {
+    let p = crate::layers::config::dtype_policy(name)?;
+    Ok((p.compute_dtype, p.variable_dtype))
+}
+
+/// The bfloat16 kernel this process runs `mixed_bfloat16` products on, and whether it is one of
+/// the CPU's bfloat16 units (else float32 GEMMs on rounded operands).
+#[pyfunction]
+fn bf16_kernel() -> (&'static str, bool) {
+    let k = crate::ops::bf16::kernel();
+    (k.name(), k != crate::ops::bf16::Kernel::Plain)
+}
+
 #[pyfunction]
 fn num_threads() -> usize {
     rayon::current_num_threads()
@@ -147,6 +162,8 @@ fn _kandle(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(dtype_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(bf16_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(loss_values, m)?)?;
     m.add_function(wrap_pyfunction!(ops::op_names, m)?)?;

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from kandle import _kandle, backend
+from kandle import _kandle, backend, mixed_precision
 from kandle.layers import custom
 
 
@@ -57,8 +57,10 @@ class Layer:
         if type(self).call is not Layer.call:
             raise NotImplementedError(f"{type(self).__name__}: kandle does not implement overriding call() of a "
                                       f"built-in layer ({self._class_name}) yet; subclass kandle.layers.Layer")
-        if dtype not in (None, "float32") and not (isinstance(dtype, dict) and "float32" in json.dumps(dtype)):
-            raise ValueError(f"{self._class_name}: only dtype='float32' is supported, got {dtype!r}")
+        try:
+            policy = mixed_precision.resolve(dtype)
+        except ValueError as e:
+            raise ValueError(f"{self._class_name}: {e}") from None
         if not isinstance(trainable, bool):
             raise TypeError(f"{self._class_name}: `trainable` must be True or False, got {trainable!r}")
         self.name = name or backend.unique_name(backend.snake_case(self._class_name))
@@ -66,7 +68,12 @@ class Layer:
             raise ValueError(f"{self._class_name}: `name` must be a non-empty string, got {name!r}")
         config["name"] = self.name
         config["trainable"] = trainable
+        if policy.name != "float32":
+            config["dtype"] = policy.name
         self._config = json.loads(_kandle.validate_layer(self._class_name, json.dumps(config)))
+        if policy.name != "float32":  # (the layers whose products it changes keep it themselves)
+            self._config["dtype"] = policy.name
+        self._dtype_policy = policy
         if input_dim is not None:
             input_shape = (input_dim,)
         if batch_input_shape is not None:
@@ -252,6 +259,23 @@ class Layer:
             raise AttributeError(f"Layer \"{self.name}\" has never been called and thus has no defined input/output.")
         return self._inbound_nodes[i]
 
+    @property
+    def dtype_policy(self):
+        return getattr(self, "_dtype_policy", None) or mixed_precision.DTypePolicy("float32")
+
+    @property
+    def compute_dtype(self):
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self):
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def dtype(self):
+        """The dtype of the layer's variables (Keras 3's meaning)."""
+        return self.dtype_policy.variable_dtype
+
     def get_config(self):
         if custom.is_custom(self):
             return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
@@ -260,8 +284,11 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("data_format", "dilation_rate", "noise_shape", "dtype", "module", "registered_name"):
+        for key in ("data_format", "dilation_rate", "noise_shape", "module", "registered_name"):
             config.pop(key, None)
+        # kandle's configs leave float32 out: a config without a dtype is float32, whatever the
+        # global policy at load time.
+        config.setdefault("dtype", "float32")
         return cls(**config)
 
     def __repr__(self):

@@ -22,7 +22,11 @@ import numpy as np
 
 from kandle import backend
 
-_DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+def _policy(name):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
+
+
+_DTYPE = _policy("float32")
 
 
 def _h5py():
@@ -44,7 +48,8 @@ def _layer_spec(spec, input_shapes):
     out = dict(spec)
     out.update(_keras_object("keras.layers", spec))
     if spec["class_name"] != "InputLayer":
-        out["config"].setdefault("dtype", _DTYPE)
+        policy = out["config"].get("dtype")
+        out["config"]["dtype"] = policy if isinstance(policy, dict) else _policy(policy or "float32")
         shapes = [[None] + list(s) for s in input_shapes]
         out["build_config"] = {"input_shape": shapes[0] if len(shapes) == 1 else shapes}
     return out

@@ -17,10 +17,10 @@ import zlib
 
 import numpy as np
 
-from kandle import backend, layers, losses, optimizers
+from kandle import backend, layers, losses, mixed_precision, optimizers
 
 # Keys of Keras 3 configs that kandle's constructors do not take (the dtype policy is checked apart).
-_LAYER_ONLY_KERAS = {"dtype", "quantization_config", "lora_rank", "lora_alpha", "lora_enabled", "synchronized"}
+_LAYER_ONLY_KERAS = {"quantization_config", "lora_rank", "lora_alpha", "lora_enabled", "synchronized"}
 _OPTIMIZER_ONLY_KERAS = {"is_legacy_optimizer", "jit_compile"}
 
 
@@ -54,9 +54,11 @@ def _read_zip(path):
 
 
 def _dtype_ok(layer_name, dtype, path):
-    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
-    if name not in (None, "float32"):
-        raise _fail(path, f"layer '{layer_name}' computes in dtype {name!r}; kandle supports float32 only")
+    """The layer's dtype policy is one kandle has (float32 where the file gives none)."""
+    try:
+        return mixed_precision.resolve(dtype if dtype is not None else "float32").name
+    except (TypeError, ValueError) as e:
+        raise _fail(path, f"layer '{layer_name}': {e}") from None
 
 
 def _input_shape(cfg, path):
@@ -84,7 +86,7 @@ def _layer(spec, path):
     if cls is None:
         raise _fail(path, f"layer '{name}' is a {class_name}, which kandle does not support "
                           f"(supported: {', '.join(sorted(layers._BY_NAME))})")
-    _dtype_ok(name, config.get("dtype"), path)
+    config["dtype"] = _dtype_ok(name, config.get("dtype"), path)
     if isinstance(spec.get("name"), str):
         config["name"] = spec["name"]
     if isinstance(config.get("activation"), dict):  # a serialized function: {"config": "relu", ...}
