@@ -166,15 +166,18 @@ pub struct Shapes {
     pub inputs: Vec<Vec<usize>>,
     pub output: Vec<usize>,
     pub trainable: bool,
+    /// The layer's dtype policy as the precision of its products (kept by every layer, so that
+    /// its config says it; only Conv2D and Dense multiply).
+    pub precision: crate::ops::bf16::Precision,
 }
 
 impl Shapes {
     pub fn new(name: String, input: &[usize], output: Vec<usize>) -> Self {
-        Shapes { name, inputs: vec![input.to_vec()], output, trainable: true }
+        Shapes::multi(name, &[input.to_vec()], output)
     }
 
     pub fn multi(name: String, inputs: &[Vec<usize>], output: Vec<usize>) -> Self {
-        Shapes { name, inputs: inputs.to_vec(), output, trainable: true }
+        Shapes { name, inputs: inputs.to_vec(), output, trainable: true, precision: Default::default() }
     }
 }
 
@@ -270,7 +273,7 @@ pub fn validate(class_name: &str, config: &Value) -> Result<Value> {
     let mut v = (e.validate)(&cfg)?;
     v["name"] = Value::String(cfg.name().to_string());
     v["trainable"] = Value::Bool(cfg.boolean("trainable", true)?);
-    Ok(v)
+    Ok(with_policy(v, cfg.precision()?))
 }
 
 fn check_arity(e: &Entry, cfg: &Cfg, inputs: &[Vec<usize>]) -> Result<()> {
@@ -324,6 +327,7 @@ pub fn build(class_name: &str, config: &Value, inputs: &[Vec<usize>], dtype: DTy
     checked_size(cfg.name(), "output (per sample)", &(e.output_shape)(&cfg, inputs)?)?;
     let mut layer = (e.build)(&cfg, inputs, dtype)?;
     layer.shapes_mut().trainable = cfg.boolean("trainable", true)?;
+    layer.shapes_mut().precision = cfg.precision()?;
     Ok(layer)
 }
 
@@ -405,5 +409,5 @@ pub fn config_of(layer: &dyn Layer) -> Value {
     let mut v = layer.config();
     v["name"] = Value::String(layer.name().to_string());
     v["trainable"] = Value::Bool(layer.trainable());
-    v
+    with_policy(v, layer.shapes().precision)
 }

@@ -71,8 +71,6 @@ class Layer:
         if policy.name != "float32":
             config["dtype"] = policy.name
         self._config = json.loads(_kandle.validate_layer(self._class_name, json.dumps(config)))
-        if policy.name != "float32":  # (the layers whose products it changes keep it themselves)
-            self._config["dtype"] = policy.name
         self._dtype_policy = policy
         if input_dim is not None:
             input_shape = (input_dim,)
