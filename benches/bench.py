@@ -122,7 +122,13 @@ CASES = {
                         "chapter-1 dense net, train_on_batch, batch 32"),
     "resnet_train_b32": (resnet50, "train", 32, 2, "ResNet50 (32x32x3, 100 classes), train_on_batch, batch 32"),
     "resnet_predict_b256": (resnet50, "predict", 256, 1, "ResNet50, predict, batch 256"),
+    "cnn_train_b32_bf16": (TUTORIAL_CNN, "train", 32, 3,
+                           "tutorial CNN, train_on_batch, batch 32, mixed_bfloat16 (PyTorch: CPU autocast to bfloat16)"),
+    "cnn_predict_b256_bf16": (TUTORIAL_CNN, "predict", 256, 2, "tutorial CNN, predict, batch 256, mixed_bfloat16"),
 }
+# Cases run under a dtype policy: kandle's and Keras's mixed_precision.set_global_policy before the
+# model is built, PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) around the forward pass.
+POLICIES = {"cnn_train_b32_bf16": "mixed_bfloat16", "cnn_predict_b256_bf16": "mixed_bfloat16"}
 WARMUP_STEPS = 3
 SETTLE_SECONDS = 1.0
 # kandle_base: kandle as built in another environment (``--base-python``), for before/after runs.
@@ -208,10 +214,11 @@ def torch_resnet50(nn, classes=NUM_CLASSES):
 
 
 class TorchRunner:
-    def __init__(self, layer_list, what, batch):
+    def __init__(self, layer_list, what, batch, autocast=False):
         import torch
         from torch import nn
         self.torch = torch
+        self.autocast = autocast
         if layer_list is resnet50:
             self.setup(torch_resnet50(nn), what, batch)
             return
@@ -259,14 +266,16 @@ class TorchRunner:
         if self.what == "train":
             self.model.train()
             self.opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(self.model(self.x), self.labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                logits = self.model(self.x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), self.labels)
             loss.backward()
             self.opt.step()
             loss.item()
         else:
             self.model.eval()
-            with torch.no_grad():
-                torch.softmax(self.model(self.x), dim=-1).numpy()
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                torch.softmax(self.model(self.x).float(), dim=-1).numpy()
 
 
 def worker_versions(impl):
@@ -310,9 +319,12 @@ def worker_main(impl):
                 reply = {"versions": worker_versions(impl)}
             elif cmd == "setup":
                 layer_list, what, batch, _, _ = CASES[msg["case"]]
+                policy = POLICIES.get(msg["case"])
                 if impl == "torch":
-                    runner = TorchRunner(layer_list, what, batch)
+                    runner = TorchRunner(layer_list, what, batch, autocast=policy is not None)
                 else:
+                    if policy:
+                        module.mixed_precision.set_global_policy(policy)
                     runner = KerasAPIRunner(module, layer_list, what, batch)
                 for _ in range(msg.get("warmup", WARMUP_STEPS)):
                     runner.step()
@@ -490,6 +502,15 @@ def write_report(path, args, impls, results, versions):
         lines.append(f"| {case} | {fmt_time(med['kandle'])} | {fmt_time(med['keras'])} | "
                      f"{fmt_time(med['torch'])} | {fmt_ratio(med['kandle'], med['keras'])} | "
                      f"{fmt_ratio(med['kandle'], med['torch'])} | {rss} |")
+    if "cnn_train_b32_bf16" in results and "cnn_train_b32" in results:
+        bf, f32 = results["cnn_train_b32_bf16"], results["cnn_train_b32"]
+        if "keras" in f32:
+            lines += ["", "mixed_bfloat16 against float32 (issue 13's target: kandle's bf16 step <= 0.3x Keras's float32 "
+                      "step): kandle bf16 / Keras float32 = "
+                      f"{fmt_ratio(bf['kandle']['median'], f32['keras']['median'])}; kandle bf16 / kandle float32 = "
+                      f"{fmt_ratio(bf['kandle']['median'], f32['kandle']['median'])}" +
+                      (f"; Keras bf16 / Keras float32 = {fmt_ratio(bf['keras']['median'], f32['keras']['median'])}"
+                       if "keras" in bf else "") + "."]
     if "kandle_base" in impls:
         lines += ["", f"Before/after: kandle against the build in `{args.base_python}` (kandle_base), "
                   "in the same interleaved rounds.", "",
