@@ -28,7 +28,7 @@ mod units {
                 acc[2 * r + 1] = _mm512_fmadd_ps(a, b1, acc[2 * r + 1]);
             }
         }
-        acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)).as_array_sum()
+        acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)).lanes_sum()
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -43,14 +43,14 @@ mod units {
                 acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], a, b1);
             }
         }
-        acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)).as_array_sum()
+        acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)).lanes_sum()
     }
 
     trait Sum {
-        fn as_array_sum(self) -> f32;
+        fn lanes_sum(self) -> f32;
     }
     impl Sum for __m512 {
-        fn as_array_sum(self) -> f32 {
+        fn lanes_sum(self) -> f32 {
             // SAFETY: a plain reinterpretation of 16 lanes.
             unsafe { std::mem::transmute::<__m512, [f32; 16]>(self) }.iter().sum()
         }
