@@ -7,7 +7,8 @@
 //! GEMMs against the transposed `U[ξ]` with the transforms run backwards, the kernel gradient as
 //! `Gᵀ (V[ξ]ᵀ @ (A dY Aᵀ)[ξ]) G` from the input tiles kept by the training forward pass.
 
-use super::linear::{gemm_raw, uninit, Order, Threads};
+use super::bf16::Precision;
+use super::linear::{gemm_in, uninit, Order, Threads};
 use super::{Disjoint, Elem, Window};
 use rayon::prelude::*;
 
@@ -121,14 +122,15 @@ fn for_each_lanes(len: usize, f: impl Fn(usize, usize) + Sync) {
 /// The correlation `y[p, q] = Σ_ij x[p + i - pad_top, q + j - pad_left] · g[i, j]` of an NHWC batch
 /// `x (n, in_h, in_w, c)` (zeros outside it) over the window's `out_h x out_w` outputs, `f` output
 /// channels, from the kernel's transform `u` (see [`kernel_transform`]).
-pub(crate) fn conv<T: Elem>(x: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T]) -> Vec<T> {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv<T: Elem>(x: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T], p: Precision) -> Vec<T> {
     let (image_in, image_out) = (win.in_h * win.in_w * c, win.out_h * win.out_w * f);
     let images = chunk(win, n, c, f);
     // SAFETY: every chunk's output transform writes every output of its images.
     let mut y = uninit(n * image_out, |_: *mut T| ());
     for (x, y) in x.chunks(images * image_in).zip(y.chunks_mut(images * image_out)) {
         let tiles = (x.len() / image_in) * tiles_per_image(win);
-        let m = products(&input_transform(x, win, c, tiles), u, (tiles, c, f), Order::Plain);
+        let m = products(&input_transform(x, win, c, tiles), u, (tiles, c, f), Order::Plain, p);
         output_transform(&m, win, f, tiles, y);
     }
     y
@@ -137,10 +139,11 @@ pub(crate) fn conv<T: Elem>(x: &[T], n: usize, win: Window, c: usize, f: usize, 
 /// [`conv`] for training: the whole batch at once, also returning the transformed input tiles
 /// `V (16 * tiles, c)` that the kernel gradient multiplies (smaller than the im2col matrix: 16/9
 /// of a tile's 4 outputs' worth of inputs instead of 9 per output).
-pub(crate) fn conv_keeping_tiles<T: Elem>(x: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T]) -> (Vec<T>, Vec<T>) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_keeping_tiles<T: Elem>(x: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T], p: Precision) -> (Vec<T>, Vec<T>) {
     let tiles = n * tiles_per_image(win);
     let v = input_transform(x, win, c, tiles);
-    let m = products(&v, u, (tiles, c, f), Order::Plain);
+    let m = products(&v, u, (tiles, c, f), Order::Plain, p);
     // SAFETY: the output transform writes every output.
     let mut y = uninit(n * win.out_h * win.out_w * f, |_: *mut T| ());
     output_transform(&m, win, f, tiles, &mut y);
@@ -151,12 +154,12 @@ pub(crate) fn conv_keeping_tiles<T: Elem>(x: &[T], n: usize, win: Window, c: usi
 /// the output gradient `dy` and the tiles `v` kept by [`conv_keeping_tiles`]: both share the
 /// transformed output gradient; the kernel's is `Gᵀ dU G` with `dU[ξ] = V[ξ]ᵀ @ (A dY Aᵀ)[ξ]`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward<T: Elem>(dy: &[T], v: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T], input_grad: bool) -> (Vec<T>, Option<Vec<T>>) {
+pub(crate) fn backward<T: Elem>(dy: &[T], v: &[T], n: usize, win: Window, c: usize, f: usize, u: &[T], input_grad: bool, p: Precision) -> (Vec<T>, Option<Vec<T>>) {
     let tiles = n * tiles_per_image(win);
     let dm = gradient_transform(dy, win, f, tiles);
     let dx = input_grad.then(|| {
         let mut dx = vec![T::zero(); n * win.in_h * win.in_w * c];
-        scatter_transform(&products(&dm, u, (tiles, f, c), Order::Transposed), win, c, tiles, &mut dx);
+        scatter_transform(&products(&dm, u, (tiles, f, c), Order::Transposed, p), win, c, tiles, &mut dx);
         dx
     });
     // SAFETY: the GEMMs write disjoint (c x f) slices of `du`, each completely.
@@ -164,7 +167,7 @@ pub(crate) fn backward<T: Elem>(dy: &[T], v: &[T], n: usize, win: Window, c: usi
     du.par_chunks_mut(c * f).enumerate().for_each(|(xi, du)| {
         let (v, dm) = (&v[xi * tiles * c..(xi + 1) * tiles * c], &dm[xi * tiles * f..(xi + 1) * tiles * f]);
         // SAFETY: v stored (tiles x c) read transposed, dm (tiles x f), du (c x f), all distinct.
-        unsafe { gemm_raw(du.as_mut_ptr(), (v, Order::Transposed), (dm, Order::Plain), (c, tiles, f), None, Threads::One) };
+        unsafe { gemm_in(p, du.as_mut_ptr(), (v, Order::Transposed), (dm, Order::Plain), (c, tiles, f), None, Threads::One) };
     });
     (kernel_transform_adjoint(&du, c, f), dx)
 }
@@ -210,14 +213,14 @@ fn chunk(win: Window, n: usize, c: usize, f: usize) -> usize {
 
 /// The 16 GEMMs `M[ξ] = V[ξ] (tiles x k) @ op(U[ξ]) (k x width)`, one task each; `U[ξ]` is stored
 /// `(k x width)` when `Plain`, `(width x k)` when `Transposed`.
-fn products<T: Elem>(v: &[T], u: &[T], (tiles, k, width): (usize, usize, usize), order: Order) -> Vec<T> {
+fn products<T: Elem>(v: &[T], u: &[T], (tiles, k, width): (usize, usize, usize), order: Order, p: Precision) -> Vec<T> {
     // SAFETY: the GEMMs write disjoint (tiles x width) slices of `m`, each completely.
     let mut m = uninit(16 * tiles * width, |_: *mut T| ());
     m.par_chunks_mut(tiles * width).enumerate().for_each(|(xi, m)| {
         let v = &v[xi * tiles * k..(xi + 1) * tiles * k];
         let u = &u[xi * k * width..(xi + 1) * k * width];
         // SAFETY: v is (tiles x k), u holds k * width entries, m (tiles x width), all distinct.
-        unsafe { gemm_raw(m.as_mut_ptr(), (v, Order::Plain), (u, order), (tiles, k, width), None, Threads::One) };
+        unsafe { gemm_in(p, m.as_mut_ptr(), (v, Order::Plain), (u, order), (tiles, k, width), None, Threads::One) };
     });
     m
 }
@@ -420,10 +423,10 @@ mod tests {
             let g = numbers(9 * c * f, 2);
             let u = kernel_transform(&g, c, f);
             let what = format!("input {in_hw:?} pad {pad}");
-            assert_close(&conv(&x, n, win, c, f, &u), &direct(&x, &g, n, win, c, f), &format!("forward, {what}"));
+            assert_close(&conv(&x, n, win, c, f, &u, Precision::Full), &direct(&x, &g, n, win, c, f), &format!("forward, {what}"));
             let dy = numbers(n * win.out_h * win.out_w * f, 3);
-            let (_, tiles) = conv_keeping_tiles(&x, n, win, c, f, &u);
-            let dx = backward(&dy, &tiles, n, win, c, f, &u, true).1.unwrap();
+            let (_, tiles) = conv_keeping_tiles(&x, n, win, c, f, &u, Precision::Full);
+            let dx = backward(&dy, &tiles, n, win, c, f, &u, true, Precision::Full).1.unwrap();
             assert_close(&dx, &direct_input_grad(&dy, &g, n, win, c, f), &format!("input gradient, {what}"));
         }
     }
@@ -444,12 +447,12 @@ mod tests {
             let dy = numbers(n * win.out_h * win.out_w * f, 8);
             let u = kernel_transform(&g, c, f);
             let what = format!("input {in_hw:?} pad {pad}");
-            let (y, tiles) = conv_keeping_tiles(&x, n, win, c, f, &u);
+            let (y, tiles) = conv_keeping_tiles(&x, n, win, c, f, &u, Precision::Full);
             assert_close(&y, &direct(&x, &g, n, win, c, f), &format!("forward, {what}"));
-            let (dg, dx) = backward(&dy, &tiles, n, win, c, f, &u, true);
+            let (dg, dx) = backward(&dy, &tiles, n, win, c, f, &u, true, Precision::Full);
             assert_close(&dg, &direct_kernel_grad(&x, &dy, n, win, c, f), &format!("kernel gradient, {what}"));
             assert_close(&dx.unwrap(), &direct_input_grad(&dy, &g, n, win, c, f), &format!("input gradient, {what}"));
-            assert!(backward(&dy, &tiles, n, win, c, f, &u, false).1.is_none());
+            assert!(backward(&dy, &tiles, n, win, c, f, &u, false, Precision::Full).1.is_none());
         }
     }
 
@@ -463,8 +466,8 @@ mod tests {
         let x = numbers(n * image_in, 4);
         let g: Vec<f64> = numbers(9 * c * f, 5).into_iter().map(|v| v * 0.1).collect();
         let u = kernel_transform(&g, c, f);
-        let all = conv(&x, n, win, c, f, &u);
-        let last = conv(&x[(n - 1) * image_in..], 1, win, c, f, &u);
+        let all = conv(&x, n, win, c, f, &u, Precision::Full);
+        let last = conv(&x[(n - 1) * image_in..], 1, win, c, f, &u, Precision::Full);
         assert_close(&all[(n - 1) * image_out..], &last, "the last image alone and within the batch");
         assert_close(&last, &direct(&x[(n - 1) * image_in..], &g, 1, win, c, f), "the last image");
     }
