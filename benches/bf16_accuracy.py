@@ -22,7 +22,6 @@ from fit_epoch import DATA_CANDIDATES, load_cifar100  # noqa: E402
 
 
 def run(policy, data, epochs, batch):
-    import numpy as np
     import kandle
     from kandle import layers
 
@@ -50,14 +49,14 @@ def main():
     p.add_argument("--out", default=os.path.join(HERE, "BF16_ACCURACY.json"))
     args = p.parse_args()
     import numpy as np
-    import kandle
+    from kandle import _kandle
 
     path = next(p for p in DATA_CANDIDATES if os.path.exists(p))
     (x, labels), (xt, labels_t) = load_cifar100(path, args.train, args.test)
     eye = np.eye(100, dtype=np.float32)
     data = ((x / 255.0).astype(np.float32), eye[labels]), ((xt / 255.0).astype(np.float32), eye[labels_t])
     runs = [run(policy, data, args.epochs, args.batch) for policy in ("float32", "mixed_bfloat16")]
-    record = {"args": vars(args), "bf16_kernel": kandle._kandle.bf16_kernel()[0], "runs": runs,
+    record = {"args": vars(args), "bf16_kernel": _kandle.bf16_kernel()[0], "runs": runs,
               "final_val_acc_difference": runs[1]["val_acc"][-1] - runs[0]["val_acc"][-1]}
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,8 +1,9 @@
 //! The CPU's bfloat16 units against its float32 FMAs, and kandle's bfloat16 GEMM against its
 //! float32 one on the tutorial CNN's shapes: `cargo bench --bench bf16_units`.
 //!
-//! Part 1 runs register-resident loops (no memory traffic): 24 independent accumulators of
-//! `vfmadd231ps` (float32), `vdpbf16ps` (AVX512-BF16) and `tdpbf16ps` (AMX) on one core.
+//! Part 1 runs register-resident loops (no memory traffic) on one core: 24 independent
+//! accumulators of `vfmadd231ps` (float32) and of `vdpbf16ps` (AVX512-BF16), and four AMX
+//! accumulator tiles of `tdpbf16ps`.
 //! Part 2 times whole products (packing included) on all cores, median of 7 after warm-up.
 
 use kandle::ops::bf16::{bench_matmul, Kernel};
@@ -46,6 +47,33 @@ mod units {
         acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)).lanes_sum()
     }
 
+    /// `tdpbf16ps` on four accumulator tiles (16x16 float32 each) from two A and two B tiles
+    /// (loaded once): GFLOP/s. The process must have the AMX permission (kandle asks for it when
+    /// it picks the AMX kernel).
+    pub unsafe fn amx(iters: usize) -> f64 {
+        use std::arch::asm;
+        #[repr(C, align(64))]
+        struct Config([u8; 16], [u16; 16], [u8; 16]);
+        let mut cfg = Config([0; 16], [0; 16], [0; 16]);
+        cfg.0[0] = 1;
+        cfg.1[..8].fill(64);
+        cfg.2[..8].fill(16);
+        let data = vec![0x3f80_3f80u32; 256];
+        let t = std::time::Instant::now();
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &cfg as *const Config);
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3");
+            asm!("tileloadd tmm4, [{p} + {s}*1]", "tileloadd tmm5, [{p} + {s}*1]", "tileloadd tmm6, [{p} + {s}*1]",
+                 "tileloadd tmm7, [{p} + {s}*1]", p = in(reg) data.as_ptr(), s = in(reg) 64usize);
+            for _ in 0..iters {
+                asm!("tdpbf16ps tmm0, tmm4, tmm6", "tdpbf16ps tmm1, tmm4, tmm7", "tdpbf16ps tmm2, tmm5, tmm6",
+                     "tdpbf16ps tmm3, tmm5, tmm7");
+            }
+            asm!("tilerelease");
+        }
+        (iters * 4 * 16 * 16 * 32 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+    }
+
     trait Sum {
         fn lanes_sum(self) -> f32;
     }
@@ -69,7 +97,8 @@ fn main() {
             let t = Instant::now();
             let y = unsafe { units::dpbf16(n) };
             let dp = (n * 24 * 64) as f64 / t.elapsed().as_secs_f64() / 1e9;
-            println!("one core: float32 FMA {fma:.0} GFLOP/s, vdpbf16ps {dp:.0} GFLOP/s ({x:.0} {y:.0})");
+            let amx = if kandle::ops::bf16::kernel() == Kernel::Amx { format!(", AMX tdpbf16ps {:.0} GFLOP/s", unsafe { units::amx(n / 4) }) } else { String::new() };
+            println!("one core: float32 FMA {fma:.0} GFLOP/s, vdpbf16ps {dp:.0} GFLOP/s{amx} ({x:.0} {y:.0})");
         }
     }
     // (m, k, n): conv2 per group, conv4/conv5/conv6 over the batch (32 images), dense 1.

@@ -3,8 +3,8 @@
 //!
 //! Three kernels read one packed layout; [`kernel`] picks one once per process:
 //! - AMX (`tdpbf16ps`, Sapphire Rapids and later): 16x16 float32 tiles, 32 products deep per
-//!   instruction. Measured here: ~990 GFLOP/s on one core, against ~146 for AVX-512 float32 FMAs
-//!   (benches/bf16_units.rs).
+//!   instruction. Measured here in register-resident loops (benches/bf16_units.rs): ~990 GFLOP/s
+//!   on one core, against ~140 for AVX-512 float32 FMAs.
 //! - AVX512-BF16 (`vdpbf16ps`, two products per float32 lane), for CPUs with it but without AMX.
 //!   On this machine it runs at ~65 GFLOP/s a core, below the float32 FMAs, so it is chosen only
 //!   where AMX is absent or refused.
