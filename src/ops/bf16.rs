@@ -169,6 +169,16 @@ pub(crate) unsafe fn gemm_with(kernel: Kernel, dst: *mut f32, a: View, b: View, 
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        // An empty sum: the product is zeros.
+        let (rows, cols) = (m, n);
+        for i in 0..rows {
+            // SAFETY: row i of dst, as the caller guarantees.
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.add(i * cols), cols) };
+            d.iter_mut().for_each(|v| *v = accumulate.map_or(0.0, |(alpha, _)| alpha * *v));
+        }
+        return;
+    }
     // A is packed along its rows, so a transposed A (a kernel gradient `colsᵀ @ dy`) must be
     // transposed while packing; when B is the smaller one, `Cᵀ = Bᵀ Aᵀ` transposes B instead (a
     // convolution's output gradient is several times smaller than its im2col rows).
