@@ -149,3 +149,21 @@ def test_the_kernel_is_named_and_a_cpu_without_bf16_units_is_told():
         mixed_precision.DTypePolicy("mixed_bfloat16")
     said = [str(x.message) for x in w if "mixed_bfloat16 runs as" in str(x.message)]
     assert len(said) == (0 if native else 1)
+
+
+def test_a_keras_mixed_bfloat16_file_loads_mixed_and_predicts_as_keras():
+    """tests/golden/make_mixed.py: a model Keras 3 trained under mixed_bfloat16, its bf16 predictions
+    and the same weights' float32 ones."""
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden"
+    g = np.load(golden / "mixed_bf16.npz")
+    m = kandle.models.load_model(golden / "mixed_bf16.keras")
+    assert [l.compute_dtype for l in m.layers] == ["bfloat16"] * 5
+    p = m.predict(g["x"], verbose=0)
+    # Keras also rounds each layer's output to bfloat16 (kandle keeps float32 between layers):
+    # both sit within bfloat16's resolution of the float32 result, and of each other.
+    keras_gap = np.abs(g["y"] - g["y32"]).max()
+    assert 0 < keras_gap < 1e-2
+    assert np.abs(p - g["y32"]).max() <= 2 * keras_gap
+    assert np.abs(p - g["y"]).max() <= 2 * keras_gap
