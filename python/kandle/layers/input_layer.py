@@ -76,6 +76,15 @@ class InputLayer:
         return True
 
     @property
+    def dtype_policy(self):
+        """An input's data is float32 under any policy (the first layer casts, as in Keras)."""
+        from kandle.mixed_precision import DTypePolicy
+
+        return DTypePolicy("float32")
+
+    compute_dtype = variable_dtype = dtype = property(lambda self: "float32")
+
+    @property
     def output_shape(self):
         return (None, *self.shape)
 
